@@ -1,0 +1,155 @@
+"""The ``genbench`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from . import __version__
+from .errors import UserError, did_you_mean
+from .options import describe
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    err = Console(stderr=True)
+    try:
+        from .pluginmanager import get_registry
+
+        registry = get_registry()
+        for warning in registry.warnings:
+            err.print(f"[yellow]genbench: warning:[/] {warning}", highlight=False, soft_wrap=True)
+        return args.func(args, registry)
+    except UserError as e:
+        for line in e.lines:
+            err.print(f"[red]genbench: error:[/] {line}", highlight=False, soft_wrap=True)
+        return e.exit_code
+    except KeyboardInterrupt:
+        err.print("genbench: interrupted; finished runs are saved (continue with --resume)")
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="genbench", description="Benchmark generative image models "
+                                "under an equal compute budget.")
+    p.add_argument("--version", action="version", version=f"genbench {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="train and score every run of a suite",
+                         description="Train every run of SUITE under its budget, score it, and "
+                         "write records, results.csv and leaderboard.md to the output folder.")
+    run.add_argument("suite", metavar="SUITE", help="suite file (YAML)")
+    run.add_argument("--out", metavar="DIR", help="output folder (default: results/<suite name>)")
+    run.add_argument("--device", default="auto", help="auto (CUDA if present, else CPU), cpu, cuda or cuda:N")
+    run.add_argument("--resume", action="store_true",
+                     help="skip runs whose record exists for the same configuration")
+    run.set_defaults(func=cmd_run)
+
+    val = sub.add_parser("validate", help="check suite files without training",
+                         description="Run every check of `genbench run` (the file, the names, the "
+                         "options, the data) without training. Exit 0 if all are valid, else 2.")
+    val.add_argument("suites", nargs="+", metavar="SUITE")
+    val.add_argument("--no-data", action="store_true", help="skip looking for the data files")
+    val.set_defaults(func=cmd_validate)
+
+    plug = sub.add_parser("plugins", help="list installed models, data sets and metrics",
+                          description="List what the installed plugins register, and which "
+                          "distribution provides each.")
+    plug.add_argument("--json", action="store_true", help="machine-readable output")
+    plug.add_argument("--model", metavar="NAME", help="show the options of one model")
+    plug.add_argument("--dataset", metavar="NAME", help="show the options of one data set")
+    plug.set_defaults(func=cmd_plugins)
+    return p
+
+
+def cmd_run(args, registry) -> int:
+    from .config import load_suite, slug
+    from .runner import run_suite
+
+    suite = load_suite(args.suite, registry)
+    out = Path(args.out) if args.out else Path("results") / slug(suite.name)
+    return run_suite(suite, registry, out, args.device, args.resume)
+
+
+def cmd_validate(args, registry) -> int:
+    import torch
+
+    from .config import load_suite
+    from .runner import load_data
+
+    console, problems = Console(), []
+    for path in args.suites:
+        try:
+            suite = load_suite(path, registry)
+            if not args.no_data:
+                data = load_data(suite, registry, torch.device("cpu"), download=False)
+            console.print(f"{path}: ok: suite '{suite.name}', {len(suite.runs)} runs "
+                          f"({len({r.label for r in suite.runs})} configurations x {len(suite.seeds)} seeds)"
+                          + ("" if args.no_data else f", {len(data.train)} training images"),
+                          highlight=False, soft_wrap=True)
+        except UserError as e:
+            problems.extend(e.lines if e.lines[0].startswith(path) else [f"{path}: {l}" for l in e.lines])
+    if problems:
+        raise UserError(*problems)
+    return 0
+
+
+def cmd_plugins(args, registry) -> int:
+    info = _plugin_info(registry)
+    if args.model or args.dataset:
+        kind, name = ("models", args.model) if args.model else ("datasets", args.dataset)
+        entry = next((e for e in info[kind] if e["name"] == name), None)
+        if entry is None:
+            raise UserError(f"--{kind[:-1]} {name}: not installed{did_you_mean(name, [e['name'] for e in info[kind]])}")
+        if args.json:
+            print(json.dumps(entry, indent=2))
+            return 0
+        table = Table(title=f"{kind[:-1]} '{name}': {entry['description']} ({entry['distribution']} "
+                      f"{entry['version']})", title_justify="left")
+        for col in ("option", "type", "default", "help"):
+            table.add_column(col)
+        for o in entry["options"]:
+            table.add_row(o["name"], o["type"], "(required)" if o["required"] else repr(o["default"]), o["help"])
+        Console().print(table)
+        return 0
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    console = Console()
+    for kind, extra in (("models", "capabilities"), ("datasets", None), ("metrics", "requires")):
+        table = Table(title=kind.capitalize(), title_justify="left")
+        for col in ["name", "description"] + ([extra] if extra else []) + ["provided by"]:
+            table.add_column(col)
+        for e in info[kind]:
+            cells = [e["name"], e["description"]] + ([", ".join(e[extra]) or "-"] if extra else [])
+            table.add_row(*cells, f"{e['distribution']} {e['version']}".strip())
+        console.print(table)
+    return 0
+
+
+def _plugin_info(registry) -> dict:
+    def source(kind, name):
+        s = registry.sources[(kind, name)]
+        return {"plugin": s.plugin, "distribution": s.distribution, "version": s.version}
+
+    models = [{"name": n, "description": c.description,
+               "capabilities": sorted(cap.value for cap in c.capabilities),
+               "options": [vars(o) for o in describe(c.Options)], **source("model", n)}
+              for n, c in sorted(registry.models.items())]
+    datasets = [{"name": n, "description": c.description, "image_shape": list(c.image_shape),
+                 "classes": list(c.class_names), "options": [vars(o) for o in describe(c.Options)],
+                 **source("dataset", n)} for n, c in sorted(registry.datasets.items())]
+    metrics = [{"name": n, "description": m.description, "unit": m.unit,
+                "higher_is_better": m.higher_is_better, "requires": sorted(c.value for c in m.requires),
+                **source("metric", n)} for n, m in sorted(registry.metrics.items())]
+    return {"models": models, "datasets": datasets, "metrics": metrics, "warnings": registry.warnings}
+
+
+if __name__ == "__main__":
+    sys.exit(main())

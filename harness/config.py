@@ -1,0 +1,308 @@
+"""Suite files: YAML -> validated, frozen configuration objects.
+
+Every problem in a file is collected and reported together, one line each, as
+``FILE: path.to.field: message (line N)``. Names of models, data sets, metrics and
+options are checked against what the loaded plugins registered, with suggestions.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import itertools
+import json
+import re
+from pathlib import Path
+from typing import Any, Literal, Optional
+
+import yaml
+
+from . import options as opt
+from .errors import ConfigErrors, did_you_mean
+from .options import option
+from .pluginmanager import Registry
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetConfig:
+    name: str = option(help="registered data set name, e.g. mnist or fashion_mnist")
+    root: Optional[str] = option(None, "folder looked at first for the data files")
+    subset: Optional[int] = option(None, "use only the first N training images", min=1)
+    test_subset: Optional[int] = option(None, "evaluate on only the first N images", min=1)
+    validation: int = option(0, "hold out N training images as a validation split", min=0)
+    eval_split: Literal["test", "validation"] = option("test", "the split runs are scored on")
+    download: bool = option(True, "allow a torchvision download when no local copy is found")
+    options: dict = option(default_factory=dict, help="data-set-specific options")
+
+
+@dataclasses.dataclass(frozen=True)
+class BudgetConfig:
+    seconds: Optional[float] = option(None, "training wall-clock seconds (evaluation excluded)")
+    steps: Optional[int] = option(None, "optimisation steps")
+    epochs: Optional[float] = option(None, "passes over the training split")
+
+    def limits(self) -> dict[str, float]:
+        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
+
+
+@dataclasses.dataclass(frozen=True)
+class RunEntry:
+    model: str = option(help="registered model name")
+    label: Optional[str] = option(None, "name on the leaderboard (default: model and options)")
+    options: dict = option(default_factory=dict, help="model options")
+    sweep: dict = option(default_factory=dict, help="option -> list of values; one run per combination")
+
+
+@dataclasses.dataclass(frozen=True)
+class SuiteFile:
+    """The top level of a suite file, as written."""
+
+    name: str = option(help="suite name; also the default results folder")
+    # dataset, budget and runs are checked in detail by their own dataclasses below.
+    dataset: dict = option(help="the data set every run trains and is scored on (DatasetConfig)")
+    budget: dict = option(help="the equal budget each run gets; the first limit reached ends training")
+    runs: list = option(help="the models to compare (RunEntry each)")
+    description: str = option("", "one line for reports")
+    seeds: tuple[int, ...] = option((0,), "one run per seed per configuration")
+    batch_size: int = option(128, "training batch size", min=1)
+    metrics: tuple[str, ...] = option(("bce", "kl"), "metrics to compute, by registered name")
+    primary_metric: Optional[str] = option(None, "leaderboard sort key (default: first metric)")
+    save_models: bool = option(True, "save each trained model's state as model.pt")
+
+
+@dataclasses.dataclass(frozen=True)
+class RunSpec:
+    """One training run: a configuration and a seed."""
+
+    label: str
+    model: str
+    options: Any  # the model's frozen Options instance
+    seed: int
+
+    def options_dict(self) -> dict:
+        return opt.as_dict(self.options)
+
+
+@dataclasses.dataclass(frozen=True)
+class Suite:
+    """A validated suite: the file's settings plus the expanded, resolved runs."""
+
+    path: str
+    name: str
+    description: str
+    dataset: DatasetConfig
+    dataset_options: Any
+    budget: BudgetConfig
+    seeds: tuple[int, ...]
+    batch_size: int
+    metrics: tuple[str, ...]
+    primary_metric: str
+    save_models: bool
+    runs: tuple[RunSpec, ...]
+
+    def resolved(self) -> dict:
+        """The suite with every default filled in, as plain data (written as suite.yaml)."""
+        dataset = opt.as_dict(self.dataset)
+        dataset["options"] = opt.as_dict(self.dataset_options)
+        configs = {}
+        for run in self.runs:
+            configs.setdefault(run.label, {"label": run.label, "model": run.model,
+                                           "options": run.options_dict()})
+        return {"name": self.name, "description": self.description, "dataset": dataset,
+                "budget": self.budget.limits(), "seeds": list(self.seeds),
+                "batch_size": self.batch_size, "metrics": list(self.metrics),
+                "primary_metric": self.primary_metric, "save_models": self.save_models,
+                "runs": list(configs.values())}
+
+    def run_config(self, run: RunSpec) -> dict:
+        """Everything that determines a run's outcome; its hash keys resume."""
+        d = self.resolved()
+        return {"dataset": d["dataset"], "budget": d["budget"], "batch_size": self.batch_size,
+                "model": run.model, "options": run.options_dict(), "seed": run.seed}
+
+    def run_id(self, run: RunSpec) -> str:
+        return f"{slug(run.label)}-seed{run.seed}-{config_hash(self.run_config(run))[:8]}"
+
+
+def config_hash(config: dict) -> str:
+    return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()
+
+
+def slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.=-]+", "_", text).strip("_")[:80] or "run"
+
+
+def load_suite(path: str | Path, registry: Registry) -> Suite:
+    """Read, validate and expand a suite file; raise ConfigErrors listing every problem."""
+    path = Path(path)
+    name = str(path)
+    if not path.is_file():
+        raise ConfigErrors(f"{name}: no such suite file" if not path.exists() else f"{name}: not a file")
+    text = path.read_text(encoding="utf-8")
+    try:
+        data = yaml.safe_load(text)
+        lines = _line_map(yaml.compose(text))
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ConfigErrors(f"{name}: YAML syntax error: {problem}{where}") from None
+    errors: list[tuple[tuple, str]] = []
+    suite = _validate(data, registry, errors)
+    if errors:
+        raise ConfigErrors(*[_format(name, p, m, lines) for p, m in errors])
+    return dataclasses.replace(suite, path=name)
+
+
+def _format(file: str, path: tuple, message: str, lines: dict) -> str:
+    line = None
+    for n in range(len(path), -1, -1):  # the nearest enclosing node with a known line
+        line = lines.get(tuple(path[:n]))
+        if line:
+            break
+    where = opt.format_path(path) or "(top level)"
+    return f"{file}: {where}: {message}" + (f" (line {line})" if line else "")
+
+
+def _line_map(node, path=(), out=None) -> dict:
+    out = {} if out is None else out
+    if node is None:
+        return out
+    out.setdefault(path, node.start_mark.line + 1)
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            out[path + (key.value,)] = key.start_mark.line + 1
+            _line_map(value, path + (key.value,), out)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _line_map(item, path + (i,), out)
+    return out
+
+
+def _validate(data: Any, reg: Registry, errors: list) -> Suite | None:
+    if not isinstance(data, dict):
+        errors.append(((), "a suite file must be a mapping with name, dataset, budget and runs"))
+        return None
+    top, errs = opt.build(SuiteFile, data)
+    errors.extend(errs)
+    # Parts that built on their own are checked further even if others failed, so
+    # one pass reports as much as possible.
+    dataset = _build_part(DatasetConfig, data, "dataset", errors)
+    budget = _build_part(BudgetConfig, data, "budget", errors)
+    dataset_options = _check_dataset(dataset, reg, errors)
+    _check_budget(budget, errors)
+    metrics, primary = _check_metrics(top, data, reg, errors)
+    runs = _expand_runs(data.get("runs"), top.seeds if top else (0,), reg, errors)
+    if errors or top is None:
+        return None
+    return Suite(path="", name=top.name, description=top.description, dataset=dataset,
+                 dataset_options=dataset_options, budget=budget, seeds=top.seeds,
+                 batch_size=top.batch_size, metrics=metrics, primary_metric=primary,
+                 save_models=top.save_models, runs=runs)
+
+
+def _build_part(cls, data: dict, key: str, errors: list):
+    if not isinstance(data.get(key), dict):
+        return None  # missing or not a mapping: SuiteFile reported it
+    part, errs = opt.build(cls, data[key], (key,))
+    errors.extend(errs)
+    return part
+
+
+def _check_dataset(dataset: DatasetConfig | None, reg: Registry, errors: list):
+    if dataset is None:
+        return None
+    if dataset.name not in reg.datasets:
+        errors.append((("dataset", "name"), f"unknown data set '{dataset.name}'"
+                       f"{did_you_mean(dataset.name, reg.datasets)}"))
+        return None
+    if dataset.eval_split == "validation" and dataset.validation == 0:
+        errors.append((("dataset", "eval_split"), "'validation' needs dataset.validation > 0"))
+    options, errs = opt.build(reg.datasets[dataset.name].Options, dataset.options, ("dataset", "options"))
+    errors.extend(errs)
+    return options
+
+
+def _check_budget(budget: BudgetConfig | None, errors: list) -> None:
+    if budget is None:
+        return
+    limits = budget.limits()
+    if not limits:
+        errors.append((("budget",), "give at least one of seconds, steps or epochs"))
+    for key, value in limits.items():
+        if value <= 0:
+            errors.append((("budget", key), f"must be greater than 0, got {value}"))
+
+
+def _check_metrics(top, data, reg: Registry, errors: list):
+    if top is None:
+        return (), None
+    for i, metric in enumerate(top.metrics):
+        if metric not in reg.metrics:
+            errors.append((("metrics", i), f"unknown metric '{metric}'{did_you_mean(metric, reg.metrics)}"))
+    primary = top.primary_metric or (top.metrics[0] if top.metrics else None)
+    if primary is None:
+        errors.append((("metrics",), "list at least one metric"))
+    elif primary not in top.metrics:
+        errors.append((("primary_metric",), f"'{primary}' is not among the suite's metrics"
+                       f"{did_you_mean(primary, top.metrics)}"))
+    return top.metrics, primary
+
+
+def _expand_runs(entries: Any, seeds: tuple[int, ...], reg: Registry, errors: list) -> tuple[RunSpec, ...]:
+    if not isinstance(entries, list):
+        return ()  # the missing or mistyped field is already reported by SuiteFile
+    configs: list[tuple[str, str, Any]] = []
+    for i, raw in enumerate(entries):
+        entry, errs = opt.build(RunEntry, raw, ("runs", i))
+        errors.extend(errs)
+        if entry is None:
+            continue
+        if entry.model not in reg.models:
+            errors.append((("runs", i, "model"), f"unknown model '{entry.model}'"
+                           f"{did_you_mean(entry.model, reg.models)}"))
+            continue
+        Options = reg.models[entry.model].Options
+        valid_names = {f.name for f in dataclasses.fields(Options)}
+        bad_sweep = False
+        for key, values in entry.sweep.items():
+            if key not in valid_names:
+                errors.append((("runs", i, "sweep", key), f"unknown option '{key}' of model "
+                               f"'{entry.model}'{did_you_mean(str(key), valid_names)}"))
+                bad_sweep = True
+            elif not isinstance(values, list) or not values:
+                errors.append((("runs", i, "sweep", key), "expected a non-empty list of values"))
+                bad_sweep = True
+        if bad_sweep:
+            continue
+        keys = list(entry.sweep)
+        for combo in itertools.product(*(entry.sweep[k] for k in keys)) if keys else [()]:
+            swept = dict(zip(keys, combo))
+            where = ("runs", i, "sweep") if swept else ("runs", i, "options")
+            options, errs = opt.build(Options, {**entry.options, **swept}, where)
+            if errs and swept:  # name the offending sweep value, not the merged options
+                errs = [(p if p[:3] != where else ("runs", i, "sweep") + p[3:], m) for p, m in errs]
+            errors.extend(errs)
+            if options is not None:
+                configs.append((_label(entry, swept), entry.model, options, ("runs", i)))
+    seen: dict[str, tuple] = {}
+    for label, _, _, where in configs:
+        if label in seen:
+            errors.append((where + ("label",), f"two runs are both labelled '{label}' "
+                           f"(also {opt.format_path(seen[label])}); give each a distinct label"))
+        seen.setdefault(label, where)
+    return tuple(RunSpec(label, model, options, seed) for label, model, options, _ in configs for seed in seeds)
+
+
+def _label(entry: RunEntry, swept: dict) -> str:
+    shown = swept if entry.label else {**entry.options, **swept}
+    base = entry.label or entry.model
+    if not shown:
+        return base
+    return base + "[" + ",".join(f"{k}={_short(v)}" for k, v in shown.items()) + "]"
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, (list, tuple)):
+        return "-".join(map(str, value))
+    return str(value)

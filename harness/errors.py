@@ -1,0 +1,37 @@
+"""Errors that reach the user as one-line messages instead of tracebacks."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+class UserError(Exception):
+    """A mistake in the user's input; the CLI prints it and exits with status 2."""
+
+    exit_code = 2
+
+    def __init__(self, *lines: str):
+        super().__init__("\n".join(lines))
+        self.lines = list(lines)
+
+
+class ConfigErrors(UserError):
+    """Every problem found in one suite file, reported together."""
+
+
+class PluginError(UserError):
+    """A plugin broke a rule of the plugin interface."""
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """A '; did you mean ...?' suffix, or a list of what is valid."""
+    choices = sorted(set(choices))
+    close = difflib.get_close_matches(word, choices, n=3, cutoff=0.6)
+    if close:
+        return "; did you mean " + " or ".join(repr(c) for c in close) + "?"
+    if not choices:
+        return "; none are available"
+    if len(choices) <= 12:
+        return "; valid: " + ", ".join(choices)
+    return f"; valid: {', '.join(choices[:12])}, ... ({len(choices)} in all)"

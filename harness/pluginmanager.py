@@ -1,0 +1,189 @@
+"""Finding plugins through entry points and collecting what they register.
+
+Every plugin, built-in or third-party, is an entry point in the ``genbench`` group.
+``GENBENCH_LOAD_PLUGINS`` (comma-separated entry-point or distribution names; empty
+for none) limits which load. A plugin that fails to import, breaks a rule, or
+registers a name twice is reported as a warning naming its distribution, and the rest
+keep working. A misspelt hook is an error (pluggy's ``check_pending``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.metadata
+import inspect
+import os
+import re
+from collections.abc import Callable
+from typing import Any
+
+import pluggy
+
+from . import hookspecs
+from .data import Dataset
+from .errors import PluginError, did_you_mean
+from .metrics import Metric
+from .model import Capability, Model
+
+GROUP = "genbench"
+ENV_LOAD = "GENBENCH_LOAD_PLUGINS"
+_NAME = re.compile(r"[a-z][a-z0-9_]*")
+
+pm = pluggy.PluginManager(GROUP)
+pm.add_hookspecs(hookspecs)
+
+
+@dataclasses.dataclass(frozen=True)
+class Source:
+    """Where a plugin came from."""
+
+    plugin: str
+    distribution: str
+    version: str
+
+    def __str__(self) -> str:
+        return f"plugin '{self.plugin}' ({self.distribution} {self.version})"
+
+
+RUNTIME = "(registered at run time)"
+_sources: dict[str, Source] = {}  # plugin name -> source, for entry-point plugins
+_load_warnings: list[str] = []
+_loaded = False
+
+
+def _allowed() -> set[str] | None:
+    value = os.environ.get(ENV_LOAD)
+    if value is None:
+        return None
+    return {part.strip() for part in value.split(",") if part.strip()}
+
+
+def load_entry_points() -> None:
+    """Import and register every allowed entry point in the ``genbench`` group (once)."""
+    global _loaded
+    if _loaded:
+        return
+    _loaded = True
+    allowed = _allowed()
+    for ep in importlib.metadata.entry_points(group=GROUP):
+        dist = ep.dist
+        source = Source(ep.name, dist.name if dist else "?", dist.version if dist else "?")
+        if allowed is not None and ep.name not in allowed and source.distribution not in allowed:
+            continue
+        if pm.has_plugin(ep.name):
+            _load_warnings.append(f"{source}: the plugin name is taken already; skipped")
+            continue
+        try:
+            plugin = ep.load()
+            pm.register(plugin, name=ep.name)
+        except Exception as err:  # a broken third-party plugin must not break genbench
+            _load_warnings.append(f"{source} failed to load: {type(err).__name__}: {err}")
+            continue
+        _sources[ep.name] = source
+    _check_hook_names()
+
+
+def _check_hook_names() -> None:
+    known = [name for name in dir(hookspecs) if name.startswith("register_")]
+    try:
+        pm.check_pending()
+    except pluggy.PluginValidationError:
+        lines = []
+        for name, caller in vars(pm.hook).items():
+            if isinstance(caller, pluggy.HookCaller) and not caller.has_spec():
+                for impl in caller.get_hookimpls():
+                    lines.append(f"{source_of(impl.plugin_name)} implements unknown hook '{name}'"
+                                 f"{did_you_mean(name, known)} (set {ENV_LOAD} to leave it out)")
+        raise PluginError(*lines) from None
+
+
+def source_of(plugin_name: str) -> Source:
+    return _sources.get(plugin_name) or Source(plugin_name, RUNTIME, "")
+
+
+@dataclasses.dataclass
+class Registry:
+    """Everything the loaded plugins registered, by name, and where each came from."""
+
+    models: dict[str, type[Model]] = dataclasses.field(default_factory=dict)
+    datasets: dict[str, type[Dataset]] = dataclasses.field(default_factory=dict)
+    metrics: dict[str, Metric] = dataclasses.field(default_factory=dict)
+    sources: dict[tuple[str, str], Source] = dataclasses.field(default_factory=dict)
+    warnings: list[str] = dataclasses.field(default_factory=list)
+
+    def plugin_sources(self) -> list[Source]:
+        return sorted(set(self.sources.values()), key=lambda s: (s.distribution, s.plugin))
+
+
+def get_registry() -> Registry:
+    """Load the entry points (once) and collect all registrations afresh."""
+    load_entry_points()
+    reg = Registry(warnings=list(_load_warnings))
+    kinds: list[tuple[str, str, dict, Callable[[Any], str]]] = [
+        ("model", "register_models", reg.models, _check_model),
+        ("dataset", "register_datasets", reg.datasets, _check_dataset),
+        ("metric", "register_metrics", reg.metrics, _check_metric),
+    ]
+    for kind, hook, table, check in kinds:
+        for impl in getattr(pm.hook, hook).get_hookimpls():
+            source = source_of(impl.plugin_name)
+
+            def register(obj, _kind=kind, _table=table, _check=check, _source=source):
+                try:
+                    name = _check(obj)
+                except (TypeError, ValueError) as err:
+                    reg.warnings.append(f"{_source}: {_kind} not registered: {err}")
+                    return
+                if name in _table:
+                    first = reg.sources[(_kind, name)]
+                    reg.warnings.append(f"{_source}: {_kind} '{name}' is registered already by "
+                                        f"{first}; the second one is ignored")
+                    return
+                _table[name] = obj
+                reg.sources[(_kind, name)] = _source
+
+            try:
+                impl.function(register=register)
+            except Exception as err:
+                reg.warnings.append(f"{source}: {hook} failed: {type(err).__name__}: {err}")
+    return reg
+
+
+def _check_model(cls: Any) -> str:
+    if not (inspect.isclass(cls) and issubclass(cls, Model)):
+        raise TypeError(f"{cls!r} is not a subclass of genbench.Model")
+    _check_name(cls.name, cls)
+    _check_options(cls.Options, cls)
+    caps = frozenset(Capability(c) for c in cls.capabilities)
+    needs = {Capability.RECONSTRUCT: "reconstruct", Capability.POSTERIOR: "posterior",
+             Capability.SAMPLE: "sample"}
+    for cap, method in needs.items():
+        if cap in caps and getattr(cls, method) is getattr(Model, method):
+            raise TypeError(f"model '{cls.name}' declares '{cap.value}' but does not implement {method}()")
+    if getattr(cls, "train_step") is Model.train_step:
+        raise TypeError(f"model '{cls.name}' does not implement train_step()")
+    return cls.name
+
+
+def _check_dataset(cls: Any) -> str:
+    if not (inspect.isclass(cls) and issubclass(cls, Dataset)):
+        raise TypeError(f"{cls!r} is not a subclass of genbench.Dataset")
+    _check_name(cls.name, cls)
+    _check_options(cls.Options, cls)
+    return cls.name
+
+
+def _check_metric(metric: Any) -> str:
+    if not isinstance(metric, Metric):
+        raise TypeError(f"{metric!r} is not a genbench.Metric")
+    return metric.name
+
+
+def _check_name(name: Any, cls: Any) -> None:
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
+        raise ValueError(f"{cls.__name__}.name {name!r} must match [a-z][a-z0-9_]*")
+
+
+def _check_options(options: Any, cls: Any) -> None:
+    if not (dataclasses.is_dataclass(options) and options.__dataclass_params__.frozen):
+        raise TypeError(f"{cls.__name__}.Options must be a frozen dataclass")

@@ -1,0 +1,79 @@
+"""The training loop: the hot path. The harness owns it; models own train_step."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from collections.abc import Callable
+
+import torch
+
+from .budget import BudgetClock
+from .data import DeviceData
+from .model import Model, Step
+
+
+class TrainingDiverged(RuntimeError):
+    """A loss became NaN or infinite."""
+
+
+@dataclasses.dataclass
+class TrainResult:
+    used: dict[str, float]       # seconds, steps, epochs, images actually used
+    stopped_by: str              # the budget limit that ended training
+    history: list[dict]          # mean loss components per logging window
+    final: dict[str, float]      # the last window's losses
+
+
+ProgressFn = Callable[[BudgetClock, dict[str, float]], None]
+
+
+def train(model: Model, data: DeviceData, limits: dict[str, float], batch_size: int, seed: int,
+          progress: ProgressFn | None = None, refresh_seconds: float = 0.25) -> TrainResult:
+    """Train ``model`` until the first budget limit is reached."""
+    device = model.device
+    generator = torch.Generator(device=device).manual_seed(seed)
+    n = len(data.train)
+    steps_per_epoch = math.ceil(n / batch_size)
+    log_every = max(1, min(50, steps_per_epoch // 5))
+    clock = BudgetClock(limits, n)
+    history: list[dict] = []
+    window: dict[str, torch.Tensor] = {}
+    window_steps = 0
+    last_refresh = 0.0
+    stopped_by = None
+    model.train()
+    clock.start()
+    epoch = 0
+    while stopped_by is None:
+        for batch in data.batches(batch_size, generator):
+            losses = model.train_step(batch, Step(clock.steps, epoch, clock.epochs))
+            clock.tick(len(batch.x))
+            # Sum as tensors: converting to float here would sync the GPU every step.
+            for key, value in losses.items():
+                window[key] = window[key] + value.detach() if key in window else value.detach()
+            window_steps += 1
+            stopped_by = clock.reached()
+            now = time.perf_counter()
+            if window_steps >= log_every or stopped_by or now - last_refresh > refresh_seconds:
+                if device.type == "cuda":
+                    torch.cuda.synchronize(device)  # so the clock counts queued GPU work
+                means = {k: float(v) / window_steps for k, v in window.items()}
+                bad = [k for k, v in means.items() if not math.isfinite(v)]
+                if bad:
+                    raise TrainingDiverged(f"loss '{bad[0]}' became {means[bad[0]]} at step {clock.steps}")
+                if window_steps >= log_every or stopped_by:
+                    history.append({"step": clock.steps, "epoch": round(clock.epochs, 4),
+                                    "seconds": round(clock.seconds, 3), **means})
+                    window, window_steps = {}, 0
+                if progress is not None:
+                    progress(clock, means)
+                last_refresh = now
+            if stopped_by:
+                break
+        else:
+            epoch += 1
+    clock.pause()
+    final = {k: v for k, v in history[-1].items() if k not in ("step", "epoch", "seconds")}
+    return TrainResult(clock.used(), stopped_by, history, final)

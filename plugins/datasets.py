@@ -1,0 +1,64 @@
+"""Built-in data sets: MNIST and Fashion-MNIST from IDX files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+import torch
+
+import genbench
+from genbench.data import CACHE_DIR, DataNotFound, find_files, read_idx, torchvision_download
+
+_FILES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+
+
+class IdxDataset(genbench.Dataset):
+    """A 28x28 grey-scale data set stored as the four standard IDX files."""
+
+    folders: ClassVar[tuple[str, ...]] = ()   # sub-folders of each search root
+    torchvision_name: ClassVar[str] = ""      # torchvision.datasets class for downloads
+    hint: ClassVar[str] = ""
+
+    def load(self, split: str, root: Path | None, download: bool) -> genbench.ImageSet:
+        tried: list[str] = []
+        found = find_files(_FILES[split], self.folders, root, tried)
+        if found is None and download:
+            if torchvision_download(self.torchvision_name, CACHE_DIR.expanduser(), tried):
+                found = find_files(_FILES[split], self.folders, root, tried)
+        if found is None:
+            raise DataNotFound(
+                f"no {self.name} data ({split} split) found; looked in: {', '.join(tried)}; "
+                f"set GENBENCH_DATA or dataset.root to a folder holding {'/'.join(self.folders[:1])}/"
+                f"{_FILES[split][0]}[.gz]{self.hint}")
+        images = torch.from_numpy(read_idx(found[0]).copy()).unsqueeze(1)
+        labels = torch.from_numpy(read_idx(found[1]).astype(np.int64))
+        return genbench.ImageSet(images, labels)
+
+
+class MNIST(IdxDataset):
+    name = "mnist"
+    description = "MNIST handwritten digits, 60k train / 10k test, 28x28 grey"
+    class_names = tuple(str(i) for i in range(10))
+    folders = ("mnist", "MNIST/raw")
+    torchvision_name = "MNIST"
+
+
+class FashionMNIST(IdxDataset):
+    name = "fashion_mnist"
+    description = "Fashion-MNIST (Zalando) clothing, 60k train / 10k test, 28x28 grey"
+    class_names = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+                   "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
+    folders = ("fashion-mnist", "fashion_mnist", "FashionMNIST/raw")
+    torchvision_name = "FashionMNIST"
+    hint = " (Debian: apt-get install dataset-fashion-mnist)"
+
+
+@genbench.hookimpl
+def register_datasets(register):
+    register(MNIST)
+    register(FashionMNIST)

@@ -1,0 +1,66 @@
+"""Shared fixtures. Tests use the real MNIST / Fashion-MNIST files from ../shared/data
+(or $GENBENCH_DATA), never synthetic stand-ins for them."""
+
+from __future__ import annotations
+
+import os
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_DATA = ROOT.parent / "shared" / "data"
+if "GENBENCH_DATA" not in os.environ and DEFAULT_DATA.is_dir():
+    os.environ["GENBENCH_DATA"] = str(DEFAULT_DATA)
+DATA = Path(os.environ.get("GENBENCH_DATA", DEFAULT_DATA))
+
+
+def pytest_collection_modifyitems(config, items):
+    if not torch.cuda.is_available():
+        skip = pytest.mark.skip(reason="needs a CUDA device")
+        for item in items:
+            if "gpu" in item.keywords:
+                item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def data_root() -> Path:
+    if not (DATA / "mnist").is_dir():
+        pytest.fail(f"test data not found in {DATA}; set GENBENCH_DATA to the folder holding mnist/")
+    return DATA
+
+
+@pytest.fixture(scope="session")
+def registry():
+    from genbench.pluginmanager import get_registry
+
+    return get_registry()
+
+
+@pytest.fixture
+def write_suite(tmp_path):
+    """Write a suite file from YAML text and return its path."""
+    def write(text: str, name: str = "suite.yaml") -> Path:
+        path = tmp_path / name
+        path.write_text(textwrap.dedent(text))
+        return path
+    return write
+
+
+def genbench_cmd() -> list[str]:
+    return [sys.executable, "-m", "genbench"]
+
+
+TINY = """
+name: tiny
+dataset: {name: mnist, subset: 512, test_subset: 256}
+budget: {steps: 8}
+seeds: [0]
+batch_size: 64
+runs:
+  - model: vae
+    options: {hidden_dim: 64, latent_dim: 4}
+"""
