@@ -134,7 +134,9 @@ class Model(nn.Module):
 
     @property
     def device(self) -> torch.device:
-        return next(self.parameters()).device
+        """The device of the model's first parameter (CPU for a model without any)."""
+        param = next(self.parameters(), None)
+        return param.device if param is not None else torch.device("cpu")
 
     @classmethod
     def has(cls, capability: Capability) -> bool:

@@ -32,7 +32,7 @@ ProgressFn = Callable[[BudgetClock, dict[str, float]], None]
 def train(model: Model, data: DeviceData, limits: dict[str, float], batch_size: int, seed: int,
           progress: ProgressFn | None = None, refresh_seconds: float = 0.25) -> TrainResult:
     """Train ``model`` until the first budget limit is reached."""
-    device = model.device
+    device = data.train.images.device
     generator = torch.Generator(device=device).manual_seed(seed)
     n = len(data.train)
     steps_per_epoch = math.ceil(n / batch_size)

@@ -1,0 +1,149 @@
+"""Running suites end to end on real data: records, budget, resume, failures."""
+
+from __future__ import annotations
+
+import json
+import types
+
+import pandas as pd
+import pytest
+import torch
+
+import genbench
+from conftest import TINY
+from genbench import pluginmanager
+from genbench.cli import main
+from genbench.config import load_suite
+from genbench.runner import load_data
+from genbench.train import train
+
+
+def run_cli(*args) -> int:
+    return main(["run", *map(str, args)])
+
+
+def test_tiny_suite_writes_every_file(write_suite, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert run_cli(write_suite(TINY), "--out", out, "--device", "cpu") == 0
+    assert {p.name for p in out.iterdir()} == {"suite.yaml", "env.json", "results.csv", "leaderboard.md", "runs"}
+    (run_dir,) = (out / "runs").iterdir()
+    rec = json.loads((run_dir / "record.json").read_text())
+    assert rec["status"] == "ok" and rec["seed"] == 0 and rec["device"] == "cpu"
+    assert rec["budget"] == {"steps": 8} and rec["stopped_by"] == "steps"
+    used = rec["budget_used"]
+    assert used["steps"] == 8 and used["images"] == 8 * 64 and used["epochs"] == 1.0
+    assert used["seconds"] > 0
+    assert 100 < rec["metrics"]["bce"] < 600 and rec["metrics"]["kl"] >= 0
+    assert rec["versions"]["torch"] == torch.__version__.split("+")[0] or rec["versions"]["torch"]
+    env = json.loads((out / "env.json").read_text())
+    assert env["device"] == "cpu" and any(p["distribution"] == "genbench" for p in env["plugins"])
+    frame = pd.read_csv(out / "results.csv")
+    assert list(frame["label"]) == ["vae[hidden_dim=64,latent_dim=4]"] and frame["bce"].iloc[0] == rec["metrics"]["bce"]
+    board = (out / "leaderboard.md").read_text()
+    assert "| 1 " in board and "vae[hidden_dim=64,latent_dim=4]" in board
+    assert "leaderboard" in capsys.readouterr().out
+    assert (run_dir / "model.pt").is_file()
+
+
+def test_resume_skips_finished_runs_and_refuses_other_suites(write_suite, tmp_path, capsys):
+    out = tmp_path / "out"
+    path = write_suite(TINY)
+    assert run_cli(path, "--out", out) == 0
+    record = next((out / "runs").iterdir()) / "record.json"
+    before = record.read_text()
+    capsys.readouterr()
+    # without --resume, existing results are not overwritten
+    assert run_cli(path, "--out", out) == 2
+    assert "already holds results of suite 'tiny'; pass --resume" in capsys.readouterr().err
+    # with --resume, the finished run is skipped and a new seed is run
+    more = write_suite(TINY.replace("seeds: [0]", "seeds: [0, 1]"), "more.yaml")
+    assert run_cli(more, "--out", out, "--resume") == 0
+    text = capsys.readouterr().out
+    assert "seed 0: done already, skipped" in text
+    assert record.read_text() == before
+    assert len(pd.read_csv(out / "results.csv")) == 2
+    # a different suite in the same folder is refused, and nothing is touched
+    other = write_suite(TINY.replace("name: tiny", "name: other"), "other.yaml")
+    assert run_cli(other, "--out", out, "--resume") == 2
+    assert "holds results of a different suite (name 'tiny' there, 'other' in" in capsys.readouterr().err
+    assert record.read_text() == before
+
+
+class Exploding(genbench.Model):
+    name = "mock_exploding"
+
+    def configure_optimizers(self):
+        return {}
+
+    def train_step(self, batch, step):
+        raise ValueError("this plugin is broken")
+
+
+def test_a_failing_run_is_recorded_and_the_others_finish(write_suite, tmp_path, capsys):
+    pluginmanager.pm.register(types.SimpleNamespace(
+        register_models=genbench.hookimpl(lambda register: register(Exploding))), name="mock")
+    try:
+        suite = TINY + "  - model: mock_exploding\n"
+        out = tmp_path / "out"
+        assert run_cli(write_suite(suite), "--out", out) == 1
+    finally:
+        pluginmanager.pm.unregister(name="mock")
+    records = [json.loads(p.read_text()) for p in out.glob("runs/*/record.json")]
+    status = {r["model"]: r["status"] for r in records}
+    assert status == {"vae": "ok", "mock_exploding": "failed"}
+    failed = next(r for r in records if r["status"] == "failed")
+    assert failed["error"] == "ValueError: this plugin is broken"
+    assert "Traceback" in next(out.glob("runs/mock_exploding*/error.log")).read_text()
+    assert "mock_exploding" not in (out / "leaderboard.md").read_text()
+
+
+def _tiny_data(registry, write_suite):
+    suite = load_suite(write_suite(TINY), registry)
+    return suite, load_data(suite, registry, torch.device("cpu"), download=False)
+
+
+def _vae(registry, data, **options):
+    seed = options.pop("seed", 0)
+    torch.manual_seed(seed)
+    cls = registry.models["vae"]
+    model = cls(cls.Options(**options), data.info)
+    model.optimizers = model.configure_optimizers()
+    return model
+
+
+def test_budget_limits_whichever_first(registry, write_suite):
+    _, data = _tiny_data(registry, write_suite)  # 512 images, batch 64 -> 8 steps per epoch
+    model = _vae(registry, data, hidden_dim=32, latent_dim=2)
+    result = train(model, data, {"epochs": 1.5, "steps": 100}, 64, seed=0)
+    assert result.stopped_by == "epochs" and result.used["steps"] == 12 and result.used["epochs"] == 1.5
+    result = train(model, data, {"seconds": 0.3}, 64, seed=0)
+    assert result.stopped_by == "seconds" and 0.3 <= result.used["seconds"] < 1.5
+
+
+def test_same_seed_same_model_and_loss_goes_down(registry, write_suite):
+    _, data = _tiny_data(registry, write_suite)
+    runs = []
+    for _ in range(2):
+        model = _vae(registry, data, hidden_dim=64, latent_dim=4, seed=3)
+        runs.append(train(model, data, {"steps": 200}, 64, seed=3))
+    assert runs[0].history == [{**h, "seconds": runs[0].history[i]["seconds"]} for i, h in enumerate(runs[1].history)]
+    losses = [h["loss"] for h in runs[0].history]
+    assert losses[-1] < 0.6 * losses[0]
+
+
+def test_kl_warmup_rises_linearly(registry, write_suite):
+    _, data = _tiny_data(registry, write_suite)
+    model = _vae(registry, data, hidden_dim=16, latent_dim=2, beta=2.0, kl_warmup_epochs=4)
+    assert [model.kl_weight(e) for e in (0, 1, 2, 4, 9)] == [0.0, 0.5, 1.0, 2.0, 2.0]
+    result = train(model, data, {"epochs": 2}, 64, seed=0)
+    # 8 steps per epoch, one history entry per step: the last step starts at 15/8 epochs
+    assert [h["kl_weight"] for h in result.history[:3]] == [0.0, 2.0 * (1 / 8) / 4, 2.0 * (2 / 8) / 4]
+    assert result.history[-1]["kl_weight"] == pytest.approx(2.0 * (15 / 8) / 4)
+
+
+@pytest.mark.gpu
+def test_tiny_suite_on_cuda_has_the_same_layout(write_suite, tmp_path):
+    out = tmp_path / "out"
+    assert run_cli(write_suite(TINY), "--out", out, "--device", "cuda") == 0
+    rec = json.loads(next(out.glob("runs/*/record.json")).read_text())
+    assert rec["device"].startswith("cuda") and rec["status"] == "ok"
