@@ -60,6 +60,7 @@ def describe(cls: type) -> list[OptionInfo]:
             continue
         required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
         default = None if required else (f.default if f.default is not dataclasses.MISSING else f.default_factory())
+        default = list(default) if isinstance(default, tuple) else default
         out.append(OptionInfo(f.name, type_name(hints[f.name]), default, f.metadata.get("help", ""), required))
     return out
 

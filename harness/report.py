@@ -78,12 +78,16 @@ def _headers(metrics: list[str], info: dict, unit: bool = True) -> list[str]:
 
 def rich_table(board: pd.DataFrame, metrics: list[str], info: dict, title: str) -> Table:
     metrics = [m for m in metrics if m in board.columns]
+    headers, rows = _headers(metrics, info, unit=False), _rows(board, metrics)
+    # The model column only repeats what labels already say in the common case.
+    if all(label.startswith(model) for label, model in zip(board["label"], board["model"])):
+        headers, rows = headers[:2] + headers[3:], [r[:2] + r[3:] for r in rows]
     table = Table(title=escape(title), title_justify="left", caption=units_caption(metrics, info),
                   caption_justify="left")
-    for i, h in enumerate(_headers(metrics, info, unit=False)):
-        table.add_column(h, justify="left" if i in (1, 2) else "right", no_wrap=i > 3,
-                         overflow="fold")
-    for row in _rows(board, metrics):
+    for i, h in enumerate(headers):
+        table.add_column(h, justify="left" if h in ("configuration", "model") else "right",
+                         no_wrap=h not in ("configuration", "model"), overflow="fold")
+    for row in rows:
         table.add_row(*map(escape, row))
     return table
 

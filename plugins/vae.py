@@ -1,15 +1,23 @@
-"""Dense variational autoencoder (Kingma & Welling 2014): 784 -> hidden -> latent."""
+"""Variational autoencoders: dense VAE, beta-VAE, convolutional VAE, conditional VAE.
+
+They share one loss (Kingma & Welling 2014): Bernoulli reconstruction from logits plus
+beta times the closed-form KL to N(0, I), with an optional linear KL warm-up.
+Subclasses only build networks and say how x (and the label) enter them.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 import genbench
 from genbench import Capability, option
 from genbench.losses import bce_with_logits, gaussian_kl, reparameterize
+
+_GENERATIVE = frozenset({Capability.RECONSTRUCT, Capability.POSTERIOR, Capability.SAMPLE})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -22,19 +30,36 @@ class VAEOptions:
     lr: float = option(1e-3, "Adam learning rate", min=0)
 
 
-class VAE(genbench.Model):
-    name = "vae"
-    description = "dense VAE: BCE + beta * KL, optional linear KL warm-up"
-    Options = VAEOptions
-    capabilities = frozenset({Capability.RECONSTRUCT, Capability.POSTERIOR, Capability.SAMPLE})
+@dataclasses.dataclass(frozen=True)
+class BetaVAEOptions(VAEOptions):
+    beta: float = option(4.0, "weight of the KL term; above 1 favours disentangled codes", min=0)
 
-    def __init__(self, options: VAEOptions, data: genbench.DataInfo):
-        super().__init__(options, data)
-        d, h, z = data.num_pixels, options.hidden_dim, options.latent_dim
-        self.encoder = nn.Sequential(nn.Flatten(), nn.Linear(d, h), nn.ReLU())
-        self.to_mean = nn.Linear(h, z)
-        self.to_logvar = nn.Linear(h, z)
-        self.decoder = nn.Sequential(nn.Linear(z, h), nn.ReLU(), nn.Linear(h, d))
+
+@dataclasses.dataclass(frozen=True)
+class ConvVAEOptions:
+    channels: tuple[int, ...] = option((32, 64), "widths of the two stride-2 convolutions", min=1)
+    latent_dim: int = option(16, "size of the latent code z", min=1)
+    beta: float = option(1.0, "weight of the KL term", min=0)
+    kl_warmup_epochs: float = option(0.0, "epochs of linear KL warm-up (0: none)", min=0)
+    lr: float = option(1e-3, "Adam learning rate", min=0)
+
+    def __post_init__(self):
+        if len(self.channels) != 2:
+            raise ValueError(f"channels: give two widths (one per stride-2 layer), got {list(self.channels)}")
+
+
+class GaussianVAE(genbench.Model):
+    """Shared training and capabilities; subclasses define the networks."""
+
+    capabilities = _GENERATIVE
+
+    def encode(self, x, y):
+        """Mean and log-variance of q(z|x[, y])."""
+        raise NotImplementedError
+
+    def decode_logits(self, z, y):
+        """Pixel logits (N, C*H*W) of p(x|z[, y])."""
+        raise NotImplementedError
 
     def configure_optimizers(self):
         return {"adam": torch.optim.Adam(self.parameters(), lr=self.options.lr)}
@@ -44,8 +69,9 @@ class VAE(genbench.Model):
         return self.options.beta * (min(1.0, epochs / warmup) if warmup > 0 else 1.0)
 
     def train_step(self, batch, step):
-        mean, logvar = self.posterior(batch.x)
-        logits = self.decoder(reparameterize(mean, logvar))
+        y = batch.y if self.has(Capability.CONDITIONAL) else None
+        mean, logvar = self.encode(batch.x, y)
+        logits = self.decode_logits(reparameterize(mean, logvar), y)
         bce = bce_with_logits(logits, batch.x).mean()
         kl = gaussian_kl(mean, logvar).mean()
         weight = self.kl_weight(step.epochs)
@@ -58,19 +84,100 @@ class VAE(genbench.Model):
                 "kl_weight": torch.tensor(weight)}
 
     def posterior(self, x, y=None):
+        return self.encode(x, y)
+
+    def decode(self, z, y=None):
+        return torch.sigmoid(self.decode_logits(z, y)).view(-1, *self.data.image_shape)
+
+    def reconstruct(self, x, y=None):
+        return self.decode(self.encode(x, y)[0], y)
+
+    def sample(self, n, labels=None):
+        z = torch.randn(n, self.options.latent_dim, device=self.device)
+        return self.decode(z, labels)
+
+
+class VAE(GaussianVAE):
+    name = "vae"
+    description = "dense VAE 784 -> hidden -> latent; BCE + beta * KL, optional KL warm-up"
+    Options = VAEOptions
+
+    def __init__(self, options: VAEOptions, data: genbench.DataInfo, extra_inputs: int = 0):
+        super().__init__(options, data)
+        d, h, z = data.num_pixels, options.hidden_dim, options.latent_dim
+        self.encoder = nn.Sequential(nn.Linear(d + extra_inputs, h), nn.ReLU())
+        self.to_mean = nn.Linear(h, z)
+        self.to_logvar = nn.Linear(h, z)
+        self.decoder = nn.Sequential(nn.Linear(z + extra_inputs, h), nn.ReLU(), nn.Linear(h, d))
+
+    def encode(self, x, y=None):
+        h = self.encoder(x.flatten(1))
+        return self.to_mean(h), self.to_logvar(h)
+
+    def decode_logits(self, z, y=None):
+        return self.decoder(z)
+
+
+class BetaVAE(VAE):
+    name = "beta_vae"
+    description = "the dense VAE with beta > 1 (default 4) on the KL term"
+    Options = BetaVAEOptions
+
+
+class CVAE(VAE):
+    name = "cvae"
+    description = "conditional dense VAE: encoder and decoder see the one-hot class label"
+    capabilities = _GENERATIVE | {Capability.CONDITIONAL}
+
+    def __init__(self, options: VAEOptions, data: genbench.DataInfo):
+        super().__init__(options, data, extra_inputs=data.num_classes)
+
+    def _onehot(self, y):
+        if y is None:
+            raise ValueError("cvae needs the class labels")
+        return F.one_hot(y, self.data.num_classes).to(torch.float32)
+
+    def encode(self, x, y=None):
+        h = self.encoder(torch.cat([x.flatten(1), self._onehot(y)], dim=1))
+        return self.to_mean(h), self.to_logvar(h)
+
+    def decode_logits(self, z, y=None):
+        return self.decoder(torch.cat([z, self._onehot(y)], dim=1))
+
+    def sample(self, n, labels=None):
+        if labels is None:  # every class equally often, like the test split
+            labels = torch.arange(n, device=self.device) % self.data.num_classes
+        return super().sample(n, labels.to(self.device))
+
+
+class ConvVAE(GaussianVAE):
+    name = "conv_vae"
+    description = "convolutional VAE: two stride-2 convolutions, mirrored transposed decoder"
+    Options = ConvVAEOptions
+
+    def __init__(self, options: ConvVAEOptions, data: genbench.DataInfo):
+        super().__init__(options, data)
+        c, h, w = data.image_shape
+        c1, c2 = options.channels
+        self.feature_shape = (c2, h // 4, w // 4)
+        flat = c2 * (h // 4) * (w // 4)
+        self.encoder = nn.Sequential(
+            nn.Conv2d(c, c1, 4, 2, 1), nn.ReLU(), nn.Conv2d(c1, c2, 4, 2, 1), nn.ReLU(), nn.Flatten())
+        self.to_mean = nn.Linear(flat, options.latent_dim)
+        self.to_logvar = nn.Linear(flat, options.latent_dim)
+        self.from_z = nn.Sequential(nn.Linear(options.latent_dim, flat), nn.ReLU())
+        self.decoder = nn.Sequential(
+            nn.ConvTranspose2d(c2, c1, 4, 2, 1), nn.ReLU(), nn.ConvTranspose2d(c1, c, 4, 2, 1))
+
+    def encode(self, x, y=None):
         h = self.encoder(x)
         return self.to_mean(h), self.to_logvar(h)
 
-    def decode(self, z, y=None):
-        return torch.sigmoid(self.decoder(z)).view(-1, *self.data.image_shape)
-
-    def reconstruct(self, x, y=None):
-        return self.decode(self.posterior(x)[0])
-
-    def sample(self, n, labels=None):
-        return self.decode(torch.randn(n, self.options.latent_dim, device=self.device))
+    def decode_logits(self, z, y=None):
+        return self.decoder(self.from_z(z).view(-1, *self.feature_shape)).flatten(1)
 
 
 @genbench.hookimpl
 def register_models(register):
-    register(VAE)
+    for cls in (VAE, BetaVAE, ConvVAE, CVAE):
+        register(cls)

@@ -1,0 +1,110 @@
+"""Generative adversarial network (Goodfellow et al. 2014), dense or DCGAN-style.
+
+Both optimizer steps happen inside train_step, so the harness's loop is the same as
+for every other model. Stable defaults: Adam(lr 2e-4, beta1 0.5) and the
+non-saturating generator loss, all from discriminator logits.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import genbench
+from genbench import Capability, option
+
+
+@dataclasses.dataclass(frozen=True)
+class GANOptions:
+    latent_dim: int = option(64, "size of the generator's input noise", min=1)
+    architecture: Literal["dense", "dcgan"] = option(
+        "dense", "dense: MLP pair 256-512; dcgan: transposed-conv generator, conv discriminator")
+    prior: Literal["normal", "uniform"] = option("normal", "noise distribution: N(0, I) or U(-1, 1)")
+    hidden_dim: int = option(256, "width of the first dense layer (dense) or base channels x4 (dcgan)", min=1)
+    lr: float = option(2e-4, "Adam learning rate of both networks", min=0)
+    beta1: float = option(0.5, "Adam beta1 of both networks", min=0, max=1)
+
+
+def dense_pair(z: int, d: int, h: int) -> tuple[nn.Module, nn.Module]:
+    generator = nn.Sequential(
+        nn.Linear(z, h), nn.LeakyReLU(0.2), nn.Linear(h, 2 * h), nn.LeakyReLU(0.2), nn.Linear(2 * h, d))
+    discriminator = nn.Sequential(
+        nn.Flatten(), nn.Linear(d, 2 * h), nn.LeakyReLU(0.2), nn.Linear(2 * h, h), nn.LeakyReLU(0.2),
+        nn.Linear(h, 1))
+    return generator, discriminator
+
+
+def dcgan_pair(z: int, shape: tuple[int, int, int], h: int) -> tuple[nn.Module, nn.Module]:
+    c, height, width = shape
+    c2, c1 = h // 2, h // 4  # e.g. 128 and 64 channels for hidden_dim 256
+    generator = nn.Sequential(
+        nn.Linear(z, c2 * (height // 4) * (width // 4)), nn.Unflatten(1, (c2, height // 4, width // 4)),
+        nn.BatchNorm2d(c2), nn.ReLU(),
+        nn.ConvTranspose2d(c2, c1, 4, 2, 1), nn.BatchNorm2d(c1), nn.ReLU(),
+        nn.ConvTranspose2d(c1, c, 4, 2, 1), nn.Flatten())
+    discriminator = nn.Sequential(
+        nn.Conv2d(c, c1, 4, 2, 1), nn.LeakyReLU(0.2),
+        nn.Conv2d(c1, c2, 4, 2, 1), nn.BatchNorm2d(c2), nn.LeakyReLU(0.2),
+        nn.Flatten(), nn.Linear(c2 * (height // 4) * (width // 4), 1))
+    return generator, discriminator
+
+
+class GAN(genbench.Model):
+    name = "gan"
+    description = "GAN with non-saturating loss; dense or DCGAN pair; normal or uniform prior"
+    Options = GANOptions
+    capabilities = frozenset({Capability.SAMPLE})
+
+    def __init__(self, options: GANOptions, data: genbench.DataInfo):
+        super().__init__(options, data)
+        if options.architecture == "dense":
+            self.generator, self.discriminator = dense_pair(options.latent_dim, data.num_pixels, options.hidden_dim)
+        else:
+            self.generator, self.discriminator = dcgan_pair(options.latent_dim, data.image_shape, options.hidden_dim)
+
+    def configure_optimizers(self):
+        betas = (self.options.beta1, 0.999)
+        return {"generator": torch.optim.Adam(self.generator.parameters(), lr=self.options.lr, betas=betas),
+                "discriminator": torch.optim.Adam(self.discriminator.parameters(), lr=self.options.lr, betas=betas)}
+
+    def noise(self, n: int) -> torch.Tensor:
+        if self.options.prior == "uniform":
+            return torch.rand(n, self.options.latent_dim, device=self.device) * 2 - 1
+        return torch.randn(n, self.options.latent_dim, device=self.device)
+
+    def generate_logits(self, n: int) -> torch.Tensor:
+        return self.generator(self.noise(n)).view(-1, *self.data.image_shape)
+
+    def train_step(self, batch, step):
+        n = len(batch.x)
+        ones = torch.ones(n, 1, device=batch.x.device)
+        zeros = torch.zeros(n, 1, device=batch.x.device)
+        fake = torch.sigmoid(self.generate_logits(n))
+        # Discriminator: real -> 1, fake -> 0 (fake detached: no generator gradients).
+        d_real = self.discriminator(batch.x)
+        d_fake = self.discriminator(fake.detach())
+        d_loss = (F.binary_cross_entropy_with_logits(d_real, ones)
+                  + F.binary_cross_entropy_with_logits(d_fake, zeros))
+        d_opt, g_opt = self.optimizers["discriminator"], self.optimizers["generator"]
+        d_opt.zero_grad(set_to_none=True)
+        d_loss.backward()
+        d_opt.step()
+        # Generator, non-saturating: maximise log D(G(z)).
+        g_loss = F.binary_cross_entropy_with_logits(self.discriminator(fake), ones)
+        g_opt.zero_grad(set_to_none=True)
+        g_loss.backward()
+        g_opt.step()
+        return {"loss": d_loss.detach(), "g_loss": g_loss.detach(),
+                "d_real": torch.sigmoid(d_real).mean().detach(), "d_fake": torch.sigmoid(d_fake).mean().detach()}
+
+    def sample(self, n, labels=None):
+        return torch.sigmoid(self.generate_logits(n))
+
+
+@genbench.hookimpl
+def register_models(register):
+    register(GAN)
