@@ -19,6 +19,7 @@ import yaml
 
 from . import options as opt
 from .errors import ConfigErrors, did_you_mean
+from .metrics import EvalOptions
 from .options import option
 from .pluginmanager import Registry
 
@@ -68,6 +69,7 @@ class SuiteFile:
     metrics: tuple[str, ...] = option(("bce", "kl"), "metrics to compute, by registered name")
     primary_metric: Optional[str] = option(None, "leaderboard sort key (default: first metric)")
     save_models: bool = option(True, "save each trained model's state as model.pt")
+    evaluation: dict = option(default_factory=dict, help="evaluation options (EvalOptions)")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,6 +101,7 @@ class Suite:
     primary_metric: str
     save_models: bool
     runs: tuple[RunSpec, ...]
+    evaluation: EvalOptions = EvalOptions()
 
     def resolved(self) -> dict:
         """The suite with every default filled in, as plain data (written as suite.yaml)."""
@@ -112,7 +115,7 @@ class Suite:
                 "budget": self.budget.limits(), "seeds": list(self.seeds),
                 "batch_size": self.batch_size, "metrics": list(self.metrics),
                 "primary_metric": self.primary_metric, "save_models": self.save_models,
-                "runs": list(configs.values())}
+                "evaluation": opt.as_dict(self.evaluation), "runs": list(configs.values())}
 
     def run_config(self, run: RunSpec) -> dict:
         """Everything that determines a run's outcome; its hash keys resume."""
@@ -189,6 +192,11 @@ def _validate(data: Any, reg: Registry, errors: list) -> Suite | None:
     # one pass reports as much as possible.
     dataset = _build_part(DatasetConfig, data, "dataset", errors)
     budget = _build_part(BudgetConfig, data, "budget", errors)
+    evaluation = _build_part(EvalOptions, {"evaluation": data.get("evaluation") or {}}, "evaluation", errors)
+    if evaluation and evaluation.feature_extractor == "inception" and not evaluation.feature_extractor_weights_path:
+        errors.append((("evaluation", "feature_extractor_weights_path"), "Inception needs a local weights "
+                       "file (pt_inception-2015-12-05-6726825d.pth from torch-fidelity's releases); "
+                       "genbench never downloads it"))
     dataset_options = _check_dataset(dataset, reg, errors)
     _check_budget(budget, errors)
     metrics, primary = _check_metrics(top, data, reg, errors)
@@ -198,7 +206,7 @@ def _validate(data: Any, reg: Registry, errors: list) -> Suite | None:
     return Suite(path="", name=top.name, description=top.description, dataset=dataset,
                  dataset_options=dataset_options, budget=budget, seeds=top.seeds,
                  batch_size=top.batch_size, metrics=metrics, primary_metric=primary,
-                 save_models=top.save_models, runs=runs)
+                 save_models=top.save_models, runs=runs, evaluation=evaluation)
 
 
 def _build_part(cls, data: dict, key: str, errors: list):

@@ -21,6 +21,7 @@ import torch
 from torch import Tensor
 
 from .errors import UserError
+from .extractor import ExtractorSpec
 from .model import Batch, DataInfo, NoOptions
 
 DEBIAN_DATASETS = Path("/usr/share/datasets")
@@ -72,6 +73,7 @@ class Dataset:
     image_shape: ClassVar[tuple[int, int, int]] = (1, 28, 28)
     class_names: ClassVar[tuple[str, ...]] = ()
     Options: ClassVar[type] = NoOptions
+    extractor: ClassVar[ExtractorSpec | None] = None  # the shipped domain feature extractor
 
     def __init__(self, options=None):
         self.options = options if options is not None else self.Options()
@@ -162,6 +164,8 @@ class DeviceData:
     train: ImageSet
     eval: ImageSet
     eval_split: str
+    extractor: ExtractorSpec | None = None
+    cache: dict = dataclasses.field(default_factory=dict)  # per-suite results, e.g. real features
 
     def batches(self, batch_size: int, generator: torch.Generator) -> Iterator[Batch]:
         """One epoch of shuffled batches, sliced from the device tensors.
@@ -207,4 +211,4 @@ def prepare(dataset: Dataset, config, device: torch.device, download: bool = Tru
     info = DataInfo(name=dataset.name, image_shape=tuple(train.images.shape[1:]),
                     num_classes=len(dataset.class_names) or int(train.labels.max()) + 1,
                     class_names=tuple(dataset.class_names), train_size=len(train))
-    return DeviceData(info, train.to(device), eval_set.to(device), config.eval_split)
+    return DeviceData(info, train.to(device), eval_set.to(device), config.eval_split, dataset.extractor)

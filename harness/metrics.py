@@ -1,9 +1,10 @@
 """The metric plugin interface and the evaluation of one trained model.
 
 A metric declares which capabilities it needs; the evaluator skips it (leaving a dash
-on the leaderboard) for a model that lacks one. Expensive intermediate results, such as
-the reconstructions of the evaluation split, are computed once per run and shared by
-every metric through :class:`EvalContext`.
+on the leaderboard) for a model that lacks one. Expensive intermediate results (the
+reconstructions, the posterior, the generated samples and their features) are computed
+once per run and shared by every metric through :class:`EvalContext`; the features of
+the real evaluation split are computed once per suite.
 """
 
 from __future__ import annotations
@@ -13,12 +14,31 @@ import functools
 import math
 import re
 from collections.abc import Callable
+from typing import Any, Literal, Optional
 
 import torch
 from torch import Tensor
 
-from .data import DeviceData
+from .data import DeviceData, to_float
 from .model import Capability, Model
+from .options import option
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalOptions:
+    """The suite's ``evaluation:`` section."""
+
+    num_samples: int = option(10000, "images generated for sample metrics (FID, KID, precision/recall)", min=2)
+    kid_subset_size: int = option(1000, "KID subset size (at most the sample and evaluation counts)", min=2)
+    kid_subsets: int = option(100, "KID subsets averaged", min=1)
+    prc_neighborhood: int = option(3, "k of the k-NN manifolds of precision/recall", min=1)
+    iw_samples: int = option(50, "importance samples per image for iw_ll", min=1)
+    iw_images: int = option(1000, "evaluation images used for iw_ll (first N)", min=1)
+    feature_extractor: Literal["domain", "inception"] = option(
+        "domain", "features for FID/KID/precision/recall: the data set's shipped classifier, or "
+        "torch-fidelity's Inception-v3 (needs feature_extractor_weights_path)")
+    feature_extractor_weights_path: Optional[str] = option(
+        None, "local Inception weights file (pt_inception-2015-12-05-6726825d.pth); nothing is downloaded")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -27,19 +47,23 @@ class Metric:
 
     Attributes:
         name: what users list under ``metrics:`` in a suite.
-        compute: ``compute(ctx: EvalContext) -> float``.
+        compute: ``compute(ctx: EvalContext) -> float``, or ``(float, details)`` where
+            ``details`` is a JSON-friendly dict kept in the run record.
         requires: the capabilities a model must have for the metric to apply.
         higher_is_better: sorting direction on the leaderboard.
         unit: shown next to the value, e.g. ``"nats/image"``.
         description: one line for ``genbench plugins``.
+        uses_samples: True if the metric scores generated samples (it then needs
+            ``evaluation.num_samples`` and records the feature extractor).
     """
 
     name: str
-    compute: Callable[[EvalContext], float]
+    compute: Callable[[EvalContext], Any]
     requires: frozenset[Capability] = frozenset()
     higher_is_better: bool = False
     unit: str = ""
     description: str = ""
+    uses_samples: bool = False
 
     def __post_init__(self):
         if not re.fullmatch(r"[a-z][a-z0-9_]*", self.name or ""):
@@ -55,49 +79,117 @@ class Metric:
 class EvalContext:
     """What metrics see of one trained model; intermediate results are cached."""
 
-    def __init__(self, model: Model, data: DeviceData, batch_size: int = 1000):
+    def __init__(self, model: Model, data: DeviceData, options: EvalOptions | None = None,
+                 batch_size: int = 1000):
         self.model = model
         self.data = data
+        self.options = options or EvalOptions()
         self.batch_size = batch_size
         self.conditional = model.has(Capability.CONDITIONAL)
+        self.details: dict[str, Any] = {}  # facts to record, e.g. the extractor's hash
 
     @functools.cached_property
     def images(self) -> Tensor:
         """The evaluation split as floats in [0, 1] (N, C, H, W)."""
-        return torch.cat([b.x for b in self.data.eval_batches(self.batch_size)])
+        return to_float(self.data.eval.images)
 
     @property
     def labels(self) -> Tensor:
         return self.data.eval.labels
 
-    def _labels_for(self, y: Tensor) -> Tensor | None:
+    def _cond(self, y: Tensor) -> Tensor | None:
         return y if self.conditional else None
+
+    def _batched(self, fn, *tensors):
+        return [fn(*(t[i:i + self.batch_size] for t in tensors)) for i in range(0, len(tensors[0]), self.batch_size)]
 
     @functools.cached_property
     def reconstructions(self) -> Tensor:
         """``model.reconstruct`` of the evaluation split, in [0, 1]."""
-        out = [self.model.reconstruct(b.x, self._labels_for(b.y))
-               for b in self.data.eval_batches(self.batch_size)]
+        out = self._batched(lambda x, y: self.model.reconstruct(x, self._cond(y)), self.images, self.labels)
         return torch.cat(out).clamp_(0.0, 1.0)
 
     @functools.cached_property
     def posterior(self) -> tuple[Tensor, Tensor]:
         """Posterior means and log-variances of the evaluation split."""
-        parts = [self.model.posterior(b.x, self._labels_for(b.y))
-                 for b in self.data.eval_batches(self.batch_size)]
+        parts = self._batched(lambda x, y: self.model.posterior(x, self._cond(y)), self.images, self.labels)
         return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
 
+    def decode_logits(self, z: Tensor, y: Tensor | None) -> Tensor:
+        """Pixel logits (N, pixels); from ``decode`` when the model has no logits method."""
+        fn = getattr(self.model, "decode_logits", None)
+        if fn is not None:
+            return fn(z, self._cond(y) if y is not None else None).flatten(1)
+        return torch.logit(self.model.decode(z, y).flatten(1), eps=1e-6)
 
-def evaluate(model: Model, data: DeviceData, metrics: list[Metric]) -> dict[str, float | None]:
-    """Score ``model`` on every metric; None where the model lacks a capability."""
-    ctx = EvalContext(model, data)
+    @functools.cached_property
+    def sample_labels(self) -> Tensor | None:
+        """The classes asked of a conditional model: each equally often."""
+        if not self.conditional:
+            return None
+        n = self.options.num_samples
+        return torch.arange(n, device=self.images.device) % self.data.info.num_classes
+
+    @functools.cached_property
+    def samples(self) -> Tensor:
+        """``num_samples`` generated images, quantised to 8 bits like the real ones."""
+        n, out = self.options.num_samples, []
+        for start in range(0, n, self.batch_size):
+            size = min(self.batch_size, n - start)
+            labels = None if self.sample_labels is None else self.sample_labels[start:start + size]
+            out.append(self.model.sample(size, labels))
+        return torch.cat(out).clamp_(0, 1).mul_(255).round_().div_(255)
+
+    @functools.cached_property
+    def sample_features(self) -> tuple[Tensor, Tensor]:
+        """(features, classifier logits) of the samples."""
+        from . import fidelity
+
+        return fidelity.features(self, self.samples)
+
+    @property
+    def real_features(self) -> tuple[Tensor, Tensor]:
+        """(features, logits) of the evaluation split, computed once per suite."""
+        from . import fidelity
+
+        key = ("features", self.options.feature_extractor)
+        if key not in self.data.cache:
+            self.data.cache[key] = fidelity.features(self, self.images)
+        return self.data.cache[key]
+
+
+def evaluate(model: Model, data: DeviceData, metrics: list[Metric],
+             options: EvalOptions | None = None) -> tuple[dict[str, float | None], dict[str, Any]]:
+    """Score ``model`` on every metric; None where it lacks a capability.
+
+    Returns the scores and the details to record (per-metric extras, extractor hash).
+    """
+    ctx = EvalContext(model, data, options)
     model.eval()
-    out: dict[str, float | None] = {}
+    scores: dict[str, float | None] = {}
     with torch.no_grad():
         for metric in metrics:
             if not metric.applies_to(model):
-                out[metric.name] = None
+                scores[metric.name] = None
                 continue
-            value = float(metric.compute(ctx))
-            out[metric.name] = value if math.isfinite(value) else float("nan")
-    return out
+            value = metric.compute(ctx)
+            if isinstance(value, tuple):
+                value, ctx.details[metric.name] = value
+            value = float(value)
+            scores[metric.name] = value if math.isfinite(value) else float("nan")
+    return scores, ctx.details
+
+
+def check_counts(metrics: list[Metric], options: EvalOptions, eval_size: int) -> tuple[list[str], list[str]]:
+    """Errors (the metric cannot be computed) and warnings (it would be unreliable)."""
+    names = {m.name for m in metrics}
+    errors, warnings = [], []
+    if "kid" in names:
+        for count, what in ((options.num_samples, "evaluation.num_samples"), (eval_size, "evaluation images")):
+            if options.kid_subset_size > count:
+                errors.append(f"evaluation.kid_subset_size: {options.kid_subset_size} is more than the "
+                              f"{count} {what}; lower kid_subset_size or use more images")
+    if any(m.uses_samples for m in metrics) and min(options.num_samples, eval_size) < 2000:
+        warnings.append(f"sample metrics on {min(options.num_samples, eval_size)} images: FID and KID are "
+                        f"biased upward below about 2,000; compare only runs with the same counts")
+    return errors, warnings

@@ -76,17 +76,26 @@ def _headers(metrics: list[str], info: dict, unit: bool = True) -> list[str]:
             "train s", "steps"]
 
 
-def rich_table(board: pd.DataFrame, metrics: list[str], info: dict, title: str) -> Table:
+def rich_table(board: pd.DataFrame, metrics: list[str], info: dict, title: str,
+               width: int = 100) -> Table:
+    """The leaderboard for a terminal: as many metrics as fit ``width``, in suite order."""
     metrics = [m for m in metrics if m in board.columns]
-    headers, rows = _headers(metrics, info, unit=False), _rows(board, metrics)
-    # The model column only repeats what labels already say in the common case.
-    if all(label.startswith(model) for label, model in zip(board["label"], board["model"])):
-        headers, rows = headers[:2] + headers[3:], [r[:2] + r[3:] for r in rows]
-    table = Table(title=escape(title), title_justify="left", caption=units_caption(metrics, info),
-                  caption_justify="left")
-    for i, h in enumerate(headers):
-        table.add_column(h, justify="left" if h in ("configuration", "model") else "right",
-                         no_wrap=h not in ("configuration", "model"), overflow="fold")
+    shown, used = [], 40  # configuration, seeds, train s, steps and borders
+    for m in metrics:
+        cell = max(len(_header(m, info, unit=False)), *(len(_cell(r, m)) for _, r in board.iterrows())) + 3
+        if shown and used + cell > width:
+            break
+        shown.append(m)
+        used += cell
+    rows = [r[1:2] + r[3:] for r in _rows(board, shown)]
+    headers = [h for i, h in enumerate(_headers(shown, info, unit=False)) if i not in (0, 2)]
+    caption = units_caption(shown, info)
+    if len(shown) < len(metrics):
+        caption += f"; {len(metrics) - len(shown)} more metrics in leaderboard.md"
+    table = Table(title=escape(title), title_justify="left", caption=caption, caption_justify="left")
+    for h in headers:
+        table.add_column(h, justify="left" if h == "configuration" else "right",
+                         no_wrap=h != "configuration", overflow="fold")
     for row in rows:
         table.add_row(*map(escape, row))
     return table

@@ -19,7 +19,7 @@ from . import record, report
 from .config import Suite, RunSpec, config_hash
 from .data import DeviceData, prepare
 from .errors import UserError
-from .metrics import evaluate
+from .metrics import check_counts, evaluate
 from .pluginmanager import Registry
 from .train import train
 
@@ -62,9 +62,17 @@ def check_out_dir(suite: Suite, out: Path, resume: bool) -> None:
                         f"to continue it, or choose another --out")
 
 
-def load_data(suite: Suite, registry: Registry, device: torch.device, download: bool = True) -> DeviceData:
+def load_data(suite: Suite, registry: Registry, device: torch.device, download: bool = True,
+              console: Console | None = None) -> DeviceData:
+    """The suite's data on the device, after checking the metrics can use it."""
     dataset = registry.datasets[suite.dataset.name](suite.dataset_options)
-    return prepare(dataset, suite.dataset, device, download=download)
+    data = prepare(dataset, suite.dataset, device, download=download)
+    errors, warnings = check_counts([registry.metrics[m] for m in suite.metrics], suite.evaluation, len(data.eval))
+    if errors:
+        raise UserError(*[f"{suite.path}: {e}" for e in errors])
+    for warning in warnings:
+        (console or Console(stderr=True)).print(f"[yellow]genbench: warning:[/] {warning}", highlight=False)
+    return data
 
 
 def run_suite(suite: Suite, registry: Registry, out: Path, device_name: str = "auto",
@@ -75,7 +83,7 @@ def run_suite(suite: Suite, registry: Registry, out: Path, device_name: str = "a
     check_out_dir(suite, out, resume)
     device = pick_device(device_name)
     started = time.perf_counter()
-    data = load_data(suite, registry, device)  # before writing anything: no data, no files
+    data = load_data(suite, registry, device, console=console)  # before writing: no data, no files
     console.print(f"[bold]{suite.name}[/]: {len(suite.runs)} runs on {suite.dataset.name} "
                   f"({len(data.train)} train / {len(data.eval)} {data.eval_split} images), "
                   f"device {device}, budget {suite.budget.limits()}")
@@ -97,7 +105,8 @@ def run_suite(suite: Suite, registry: Registry, out: Path, device_name: str = "a
     board = report.leaderboard(records, list(suite.metrics), suite.primary_metric)
     if not board.empty:
         console.print(report.rich_table(board, list(suite.metrics), report.metric_info(records),
-                                        f"{suite.name}: leaderboard (sorted by {suite.primary_metric})"))
+                                        f"{suite.name}: leaderboard (sorted by {suite.primary_metric})",
+                                        width=console.width))
     console.print(f"Results in {out}/ (leaderboard.md, results.csv, runs/) after "
                   f"{time.perf_counter() - started:.0f} s" + (f"; [red]{failed} run(s) failed[/]" if failed else ""))
     return 1 if failed else 0
@@ -141,7 +150,8 @@ def execute_run(suite: Suite, run: RunSpec, run_id: str, run_dir: Path, registry
         rec.update(budget_used=result.used, stopped_by=result.stopped_by,
                    final_losses=result.final, history=result.history)
         started = time.perf_counter()
-        rec["metrics"] = evaluate(model, data, metrics)
+        rec["metrics"], details = evaluate(model, data, metrics, suite.evaluation)
+        rec["metric_details"] = details
         rec["eval_seconds"] = round(time.perf_counter() - started, 3)
         if suite.save_models:
             run_dir.mkdir(parents=True, exist_ok=True)

@@ -10,6 +10,12 @@ import torch
 
 import genbench
 from genbench.data import CACHE_DIR, DataNotFound, find_files, read_idx, torchvision_download
+from genbench.extractor import ExtractorSpec
+
+# Domain feature extractors trained by scripts/train_extractor.py; the hashes pin them.
+WEIGHTS = Path(__file__).parent / "weights"
+MNIST_SHA256 = "113dccff718a9e8d5cea38718b6d5eadd9e14f54d0d2f92bbacdd9bedb9850b4"
+FASHION_SHA256 = "a166330c3948526097a9f2122a672d1b653358b2ede20456634ffdd6e136162c"
 
 _FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
@@ -46,6 +52,7 @@ class MNIST(IdxDataset):
     class_names = tuple(str(i) for i in range(10))
     folders = ("mnist", "MNIST/raw")
     torchvision_name = "MNIST"
+    extractor = ExtractorSpec(WEIGHTS / "mnist.pt", MNIST_SHA256)
 
 
 class FashionMNIST(IdxDataset):
@@ -55,6 +62,7 @@ class FashionMNIST(IdxDataset):
                    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
     folders = ("fashion-mnist", "fashion_mnist", "FashionMNIST/raw")
     torchvision_name = "FashionMNIST"
+    extractor = ExtractorSpec(WEIGHTS / "fashion_mnist.pt", FASHION_SHA256)
     hint = " (Debian: apt-get install dataset-fashion-mnist)"
 
 

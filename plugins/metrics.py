@@ -1,32 +1,205 @@
-"""Built-in metrics."""
+"""Built-in metrics: reconstruction, posterior, samples, and conditional generation.
+
+Units are per image (summed over pixels) unless the unit says otherwise; every metric is
+tested against a reference implementation or a known value in tests/test_metrics.py.
+"""
 
 from __future__ import annotations
 
+import math
+
+import torch
 import torch.nn.functional as F
 
 import genbench
-from genbench import Capability
+from genbench import Capability, fidelity
 from genbench.losses import gaussian_kl
 
+R, P, S, C = Capability.RECONSTRUCT, Capability.POSTERIOR, Capability.SAMPLE, Capability.CONDITIONAL
 
-def reconstruction_bce(ctx: genbench.EvalContext) -> float:
+
+# Reconstruction -------------------------------------------------------------------
+
+def reconstruction_bce(ctx) -> float:
     # From probabilities (models promise outputs in [0, 1]); torch clamps log(0) at -100.
     total = F.binary_cross_entropy(ctx.reconstructions, ctx.images, reduction="sum")
     return float(total) / len(ctx.images)
 
 
-def posterior_kl(ctx: genbench.EvalContext) -> float:
+def _per_image_mse(ctx) -> torch.Tensor:
+    return (ctx.reconstructions - ctx.images).pow(2).flatten(1).mean(1)
+
+
+def reconstruction_mse(ctx) -> float:
+    return float(_per_image_mse(ctx).mean())
+
+
+def reconstruction_psnr(ctx) -> float:
+    # Mean over images of 10 log10(1 / MSE); a perfect image is capped at 100 dB.
+    mse = _per_image_mse(ctx).double().clamp_min(1e-10)
+    return float((10 * torch.log10(1.0 / mse)).mean())
+
+
+def gaussian_window(sigma: float = 1.5, truncate: float = 3.5) -> torch.Tensor:
+    """scipy.ndimage.gaussian_filter's 1-D kernel (radius int(truncate * sigma + 0.5))."""
+    radius = int(truncate * sigma + 0.5)
+    x = torch.arange(-radius, radius + 1, dtype=torch.float64)
+    w = torch.exp(-0.5 * (x / sigma) ** 2)
+    return w / w.sum()
+
+
+def ssim_per_image(a: torch.Tensor, b: torch.Tensor, batch: int = 2000) -> torch.Tensor:
+    """Mean SSIM of each image pair, in batches, in float64.
+
+    Matches ``skimage.metrics.structural_similarity(a, b, data_range=1,
+    gaussian_weights=True, sigma=1.5, use_sample_covariance=False)``: scikit-image
+    filters with reflect padding and then crops (win_size - 1) // 2 pixels from each
+    border before averaging, so only windows that lie inside the image count, which is
+    exactly a 'valid' convolution with the same separable Gaussian.
+    """
+    w = gaussian_window().to(a.device)
+    k = len(w)
+    c1, c2 = 0.01 ** 2, 0.03 ** 2
+
+    def blur(t):
+        t = F.conv2d(t, w.view(1, 1, k, 1))
+        return F.conv2d(t, w.view(1, 1, 1, k))
+
+    out = []
+    for start in range(0, len(a), batch):
+        x = a[start:start + batch].double()
+        y = b[start:start + batch].double()
+        n, ch, h, wd = x.shape
+        x, y = x.reshape(n * ch, 1, h, wd), y.reshape(n * ch, 1, h, wd)
+        ux, uy = blur(x), blur(y)
+        vx, vy, vxy = blur(x * x) - ux * ux, blur(y * y) - uy * uy, blur(x * y) - ux * uy
+        s = ((2 * ux * uy + c1) * (2 * vxy + c2)) / ((ux ** 2 + uy ** 2 + c1) * (vx + vy + c2))
+        out.append(s.flatten(1).mean(1).view(n, ch).mean(1))
+    return torch.cat(out)
+
+
+def reconstruction_ssim(ctx) -> float:
+    return float(ssim_per_image(ctx.reconstructions, ctx.images).mean())
+
+
+# Posterior ------------------------------------------------------------------------
+
+def posterior_kl(ctx):
     mean, logvar = ctx.posterior
-    return float(gaussian_kl(mean, logvar).mean())
+    per_dim = 0.5 * (mean.pow(2) + logvar.exp() - 1.0 - logvar)
+    return float(per_dim.sum(1).mean()), {"per_dim": [round(float(v), 4) for v in per_dim.mean(0)]}
+
+
+def active_units(ctx):
+    # Burda et al. (2016): a dimension is active if Var_x(E_q[z_d | x]) > 0.01.
+    mean, _ = ctx.posterior
+    variance = mean.double().var(dim=0)
+    return int((variance > 0.01).sum()), {"variance": [round(float(v), 4) for v in variance]}
+
+
+def _log_px_given_z(ctx, z, x, y):
+    return -F.binary_cross_entropy_with_logits(ctx.decode_logits(z, y), x.flatten(1), reduction="none").sum(1)
+
+
+def elbo(ctx) -> float:
+    """E_q[log p(x|z)] - KL(q || p) with one z per image (nats/image; higher is better)."""
+    mean, logvar = ctx.posterior
+    gen = torch.Generator(device=mean.device).manual_seed(0)
+    z = mean + torch.randn(mean.shape, generator=gen, device=mean.device) * (0.5 * logvar).exp()
+    y = ctx.labels if ctx.conditional else None
+    rec = torch.cat([_log_px_given_z(ctx, z[i:i + 1000], ctx.images[i:i + 1000],
+                                     None if y is None else y[i:i + 1000])
+                     for i in range(0, len(z), 1000)])
+    return float((rec - gaussian_kl(mean, logvar)).mean())
+
+
+def iw_log_likelihood(ctx) -> float:
+    """log p(x) >= log 1/k sum_k p(x, z_k) / q(z_k | x) (Burda et al. 2016), nats/image."""
+    k, n = ctx.options.iw_samples, min(ctx.options.iw_images, len(ctx.images))
+    mean, logvar = (t[:n] for t in ctx.posterior)
+    x, y = ctx.images[:n], (ctx.labels[:n] if ctx.conditional else None)
+    gen = torch.Generator(device=mean.device).manual_seed(0)
+    std = (0.5 * logvar).exp()
+    weights = []
+    for _ in range(k):
+        eps = torch.randn(mean.shape, generator=gen, device=mean.device)
+        z = mean + eps * std
+        log_prior = -0.5 * (z.pow(2) + math.log(2 * math.pi)).sum(1)
+        log_q = -0.5 * (eps.pow(2) + math.log(2 * math.pi) + logvar).sum(1)
+        weights.append(_log_px_given_z(ctx, z, x, y) + log_prior - log_q)
+    return float((torch.logsumexp(torch.stack(weights), dim=0) - math.log(k)).mean())
+
+
+# Samples ---------------------------------------------------------------------------
+
+def fid(ctx) -> float:
+    return fidelity.fid(ctx.real_features[0], ctx.sample_features[0])
+
+
+def kid(ctx):
+    mean, std = fidelity.kid(ctx.real_features[0], ctx.sample_features[0],
+                             ctx.options.kid_subset_size, ctx.options.kid_subsets)
+    return mean, {"std": std}
+
+
+def _precision_recall(ctx) -> tuple[float, float]:
+    if "_prc" not in ctx.__dict__:
+        ctx.__dict__["_prc"] = fidelity.precision_recall(ctx.real_features[0], ctx.sample_features[0],
+                                                         ctx.options.prc_neighborhood)
+    return ctx.__dict__["_prc"]
+
+
+def precision(ctx) -> float:
+    return _precision_recall(ctx)[0]
+
+
+def recall(ctx) -> float:
+    return _precision_recall(ctx)[1]
+
+
+# Conditional -----------------------------------------------------------------------
+
+def conditional_accuracy(ctx) -> float:
+    """How often the data set's classifier sees the asked class in a conditional sample."""
+    logits = ctx.sample_features[1]
+    if logits is None:
+        raise ValueError("cond_accuracy needs the domain feature extractor (it is a classifier)")
+    return float((logits.argmax(1) == ctx.sample_labels.cpu()).double().mean())
+
+
+def fid_per_class(ctx):
+    real, fake = ctx.real_features[0], ctx.sample_features[0]
+    real_labels, fake_labels = ctx.labels.cpu(), ctx.sample_labels.cpu()
+    per_class = [fidelity.fid(real[real_labels == c], fake[fake_labels == c])
+                 for c in range(ctx.data.info.num_classes)]
+    return sum(per_class) / len(per_class), {"per_class": [round(v, 4) for v in per_class]}
 
 
 @genbench.hookimpl
 def register_metrics(register):
-    register(genbench.Metric(
-        name="bce", compute=reconstruction_bce, requires={Capability.RECONSTRUCT},
-        higher_is_better=False, unit="nats/image",
-        description="reconstruction binary cross-entropy, summed over pixels"))
-    register(genbench.Metric(
-        name="kl", compute=posterior_kl, requires={Capability.POSTERIOR},
-        higher_is_better=False, unit="nats/image",
-        description="KL(q(z|x) || N(0, I)) in closed form"))
+    M = genbench.Metric
+    register(M("bce", reconstruction_bce, {R}, False, "nats/image",
+               "reconstruction binary cross-entropy, summed over pixels"))
+    register(M("mse", reconstruction_mse, {R}, False, "per pixel", "reconstruction mean squared error"))
+    register(M("psnr", reconstruction_psnr, {R}, True, "dB", "reconstruction PSNR, mean over images"))
+    register(M("ssim", reconstruction_ssim, {R}, True, "", "structural similarity (Gaussian 11x11, "
+               "sigma 1.5), mean over images; equals scikit-image's"))
+    register(M("kl", posterior_kl, {P}, False, "nats/image", "KL(q(z|x) || N(0, I)) in closed form; "
+               "per dimension in the record"))
+    register(M("active_units", active_units, {P}, True, "dims", "latent dimensions with "
+               "Var_x(E[z|x]) > 0.01"))
+    register(M("elbo", elbo, {R, P}, True, "nats/image", "evidence lower bound on log p(x), one z per image"))
+    register(M("iw_ll", iw_log_likelihood, {R, P}, True, "nats/image",
+               "importance-weighted log-likelihood bound (evaluation.iw_samples per image)"))
+    register(M("fid", fid, {S}, False, "", "Frechet distance of samples to the evaluation split in "
+               "the extractor's feature space", uses_samples=True))
+    register(M("kid", kid, {S}, False, "", "kernel (MMD^2, cubic polynomial) distance of samples to "
+               "the evaluation split", uses_samples=True))
+    register(M("precision", precision, {S}, True, "", "share of samples inside the real k-NN manifold",
+               uses_samples=True))
+    register(M("recall", recall, {S}, True, "", "share of real images inside the samples' k-NN manifold",
+               uses_samples=True))
+    register(M("cond_accuracy", conditional_accuracy, {S, C}, True, "",
+               "the domain classifier's accuracy on samples of asked classes", uses_samples=True))
+    register(M("fid_per_class", fid_per_class, {S, C}, False, "", "FID within each class, averaged",
+               uses_samples=True))

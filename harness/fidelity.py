@@ -1,0 +1,132 @@
+"""Sample-quality scores through torch-fidelity, on features computed once.
+
+The harness extracts features itself (so the real split's features are computed once
+per suite) and hands them to torch-fidelity's own FID, KID and precision/recall
+functions. The domain extractors are also registered with torch-fidelity
+(``register_feature_extractor``), so ``torch_fidelity.calculate_metrics(...,
+feature_extractor="genbench-mnist")`` gives the same numbers outside genbench.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from . import extractor as ext
+from ._torchvision_compat import ensure_torchvision
+from .errors import UserError
+
+INCEPTION_HELP = ("Inception FID needs a local weights file: download "
+                  "pt_inception-2015-12-05-6726825d.pth from https://github.com/toshas/torch-fidelity/releases "
+                  "on a machine with internet and set evaluation.feature_extractor_weights_path; "
+                  "genbench never downloads it")
+
+
+def torch_fidelity():
+    ensure_torchvision()  # torch-fidelity imports torchvision
+    import torch_fidelity
+
+    return torch_fidelity
+
+
+def register(spec: ext.ExtractorSpec) -> str:
+    """Register a domain extractor with torch-fidelity (once); return its name there."""
+    tf = torch_fidelity()
+    from torch_fidelity.feature_extractor_base import FeatureExtractorBase
+    from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
+
+    if spec.name in FEATURE_EXTRACTORS_REGISTRY:
+        return spec.name
+
+    class DomainExtractor(FeatureExtractorBase):
+        """torch-fidelity's view of a genbench domain extractor (uint8 images in)."""
+
+        def __init__(self, name, features_list, **kwargs):
+            super().__init__(name, features_list)
+            self.net = ext.load(spec)
+
+        @staticmethod
+        def get_provided_features_list():
+            return ("features", "logits")
+
+        @staticmethod
+        def get_default_feature_layer_for_metric(metric):
+            return "features"
+
+        @staticmethod
+        def can_be_compiled():
+            return False
+
+        @staticmethod
+        def get_dummy_input_for_compile():
+            return torch.zeros(1, spec.in_channels, 28, 28, dtype=torch.uint8)
+
+        def forward(self, x):
+            x = x.float() / 255
+            if x.shape[1] != spec.in_channels:  # torch-fidelity's RGB conversions
+                x = x.mean(dim=1, keepdim=True)
+            f = self.net.features(x.to(next(self.net.parameters()).device))
+            out = {"features": f, "logits": self.net.head(f)}
+            return tuple(out[name] for name in self.features_list)
+
+    tf.register_feature_extractor(spec.name, DomainExtractor)
+    return spec.name
+
+
+def features(ctx, images: Tensor) -> tuple[Tensor, Tensor | None]:
+    """(features, logits or None) of float images in [0, 1] with the suite's extractor."""
+    if ctx.options.feature_extractor == "inception":
+        return _inception(ctx, images), None
+    spec = ctx.data.extractor
+    if spec is None:
+        raise UserError(f"data set '{ctx.data.info.name}' ships no feature extractor; use "
+                        f"evaluation.feature_extractor: inception")
+    net = ext.load(spec, images.device)
+    register(spec)
+    ctx.details["feature_extractor"] = {"name": spec.name, "sha256": spec.sha256}
+    return ext.extract(net, images)
+
+
+def _inception(ctx, images: Tensor) -> Tensor:
+    path = ctx.options.feature_extractor_weights_path
+    if not path:
+        raise UserError(INCEPTION_HELP)
+    torch_fidelity()
+    from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
+
+    net = FeatureExtractorInceptionV3("inception-v3-compat", ["2048"], feature_extractor_weights_path=path)
+    net = net.eval().to(images.device)
+    ctx.details["feature_extractor"] = {"name": "inception-v3-compat", "weights": str(path),
+                                        "sha256": ext.file_sha256(path)}
+    out = []
+    for start in range(0, len(images), 100):
+        rgb = (images[start:start + 100] * 255).round().to(torch.uint8).expand(-1, 3, -1, -1)
+        out.append(net(rgb)[0].float().cpu())
+    return torch.cat(out)
+
+
+def fid(real: Tensor, fake: Tensor) -> float:
+    torch_fidelity()
+    from torch_fidelity.metric_fid import fid_features_to_statistics, fid_statistics_to_metric
+
+    stats = [fid_features_to_statistics(f.double()) for f in (real, fake)]
+    return fid_statistics_to_metric(stats[0], stats[1], verbose=False)["frechet_inception_distance"]
+
+
+def kid(real: Tensor, fake: Tensor, subset_size: int, subsets: int, seed: int = 2020) -> tuple[float, float]:
+    torch_fidelity()
+    from torch_fidelity.metric_kid import kid_features_to_metric
+
+    out = kid_features_to_metric(fake, real, kid_subsets=subsets, kid_subset_size=subset_size,
+                                 kid_degree=3, kid_gamma=None, kid_coef0=1, kid_kernel="poly",
+                                 rng_seed=seed, verbose=False)
+    return out["kernel_inception_distance_mean"], out["kernel_inception_distance_std"]
+
+
+def precision_recall(real: Tensor, fake: Tensor, neighborhood: int) -> tuple[float, float]:
+    torch_fidelity()
+    from torch_fidelity.metric_prc import prc_features_to_metric
+
+    out = prc_features_to_metric(fake, real, prc_neighborhood=neighborhood, prc_batch_size=10000,
+                                 save_cpu_ram=True, verbose=False)
+    return out["precision"], out["recall"]
