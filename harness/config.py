@@ -103,10 +103,14 @@ class Suite:
     runs: tuple[RunSpec, ...]
     evaluation: EvalOptions = EvalOptions()
 
-    def resolved(self) -> dict:
-        """The suite with every default filled in, as plain data (written as suite.yaml)."""
+    def dataset_dict(self) -> dict:
         dataset = opt.as_dict(self.dataset)
         dataset["options"] = opt.as_dict(self.dataset_options)
+        return dataset
+
+    def resolved(self) -> dict:
+        """The suite with every default filled in, as plain data (written as suite.yaml)."""
+        dataset = self.dataset_dict()
         configs = {}
         for run in self.runs:
             configs.setdefault(run.label, {"label": run.label, "model": run.model,
@@ -119,12 +123,14 @@ class Suite:
 
     def run_config(self, run: RunSpec) -> dict:
         """Everything that determines a run's outcome; its hash keys resume."""
-        d = self.resolved()
-        return {"dataset": d["dataset"], "budget": d["budget"], "batch_size": self.batch_size,
+        return {"dataset": self.dataset_dict(), "budget": self.budget.limits(), "batch_size": self.batch_size,
                 "model": run.model, "options": run.options_dict(), "seed": run.seed}
 
+    def run_hash(self, run: RunSpec) -> str:
+        return config_hash(self.run_config(run))
+
     def run_id(self, run: RunSpec) -> str:
-        return f"{slug(run.label)}-seed{run.seed}-{config_hash(self.run_config(run))[:8]}"
+        return f"{slug(run.label)}-seed{run.seed}-{self.run_hash(run)[:8]}"
 
 
 def config_hash(config: dict) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 import time
 import traceback
@@ -16,7 +17,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from . import record, report
-from .config import Suite, RunSpec, config_hash
+from .config import RunSpec, Suite
 from .data import DeviceData, prepare
 from .errors import UserError
 from .metrics import check_counts, evaluate
@@ -116,21 +117,20 @@ def _done(run_dir: Path, suite: Suite, run: RunSpec) -> bool:
     path = run_dir / record.RECORD
     if not path.is_file():
         return False
-    import json
     try:
         rec = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return False
-    return rec.get("status") == "ok" and rec.get("config_hash") == config_hash(suite.run_config(run))
+    return rec.get("status") == "ok" and rec.get("config_hash") == suite.run_hash(run)
 
 
 def execute_run(suite: Suite, run: RunSpec, run_id: str, run_dir: Path, registry: Registry,
                 data: DeviceData, device: torch.device, console: Console, counter: str) -> dict:
     """Train and score one run; a failure becomes a record with status 'failed'."""
     rec = {"run_id": run_id, "label": run.label, "model": run.model, "seed": run.seed,
-           "options": run.options_dict(), "dataset": suite.resolved()["dataset"],
+           "options": run.options_dict(), "dataset": suite.dataset_dict(),
            "eval_split": data.eval_split, "batch_size": suite.batch_size,
-           "budget": suite.budget.limits(), "config_hash": config_hash(suite.run_config(run)),
+           "budget": suite.budget.limits(), "config_hash": suite.run_hash(run),
            "device": str(device), "versions": record.versions(),
            "started": _now(), "status": "running"}
     metrics = [registry.metrics[m] for m in suite.metrics]
