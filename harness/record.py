@@ -18,14 +18,21 @@ import pandas as pd
 import torch
 
 RECORD = "record.json"
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
+def write_bytes(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+    os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; results are meant to be shared
+    os.replace(tmp, path)
 
 
 def write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    write_bytes(path, text.encode("utf-8"))
 
 
 def write_json(path: Path, data: Any) -> None:
@@ -73,15 +80,26 @@ def environment(device: torch.device, plugin_sources) -> dict:
 
 
 def results_frame(records: list[dict]) -> pd.DataFrame:
-    """One tidy row per run: identifiers, every metric, the budget used."""
+    """One tidy row per run: identifiers, options, every metric, the budget used.
+
+    Options become ``options.<name>`` columns and a metric that does not apply is
+    empty, so ``pandas.read_csv`` gives numeric columns without cleaning.
+    """
     rows = []
     for r in records:
         row = {"run_id": r["run_id"], "label": r["label"], "model": r["model"], "seed": r["seed"],
                "status": r["status"]}
+        for key, value in (r.get("options") or {}).items():
+            row[f"options.{key}"] = value if not isinstance(value, (list, dict)) else json.dumps(value)
         row.update(r.get("metrics") or {})
         for key, value in (r.get("budget_used") or {}).items():
             row[f"train_{key}"] = value
-        row["eval_seconds"] = r.get("eval_seconds")
-        row["options"] = json.dumps(r.get("options", {}), sort_keys=True)
+        row.update(stopped_by=r.get("stopped_by"), eval_seconds=r.get("eval_seconds"),
+                   dataset=(r.get("dataset") or {}).get("name"), eval_split=r.get("eval_split"),
+                   device=r.get("device"), config_hash=r.get("config_hash"), error=r.get("error"))
         rows.append(row)
-    return pd.DataFrame(rows)
+    frame = pd.DataFrame(rows)
+    ids = ["run_id", "label", "model", "seed", "status"]
+    options = sorted(c for c in frame.columns if c.startswith("options."))
+    rest = [c for c in frame.columns if c not in ids and c not in options]
+    return frame[[c for c in ids if c in frame.columns] + options + rest]

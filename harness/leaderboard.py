@@ -1,0 +1,182 @@
+"""The leaderboard: one row per configuration, each metric as mean ± 95% CI over seeds.
+
+The best value of each column is marked, and so is every value statistically tied with
+it (Welch's t-test), so that a reader does not take noise for a ranking.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+from rich.markup import escape
+from rich.table import Table
+from tabulate import tabulate
+
+from . import stats
+
+TIE_MARK = "†"
+
+
+@dataclasses.dataclass(frozen=True)
+class Cell:
+    summary: stats.Summary
+    best: bool = False
+    tied: bool = False  # not significantly different from the best
+
+    def text(self) -> str:
+        value = stats.format_value(self.summary.mean, self.summary.half_width)
+        return f"{value} {TIE_MARK}" if self.tied else value
+
+
+@dataclasses.dataclass(frozen=True)
+class Row:
+    label: str
+    model: str
+    seeds: int
+    options: dict
+    train_seconds: float
+    train_steps: float
+    cells: dict[str, Cell]
+
+
+@dataclasses.dataclass(frozen=True)
+class Board:
+    title: str
+    metrics: list[str]
+    primary: str | None
+    info: dict[str, dict]  # metric -> unit, higher_is_better
+    rows: list[Row]
+
+    @property
+    def empty(self) -> bool:
+        return not self.rows
+
+
+def metric_info(records: list[dict]) -> dict[str, dict]:
+    """Units and directions of the metrics, as recorded with the runs."""
+    info: dict[str, dict] = {}
+    for r in records:
+        for name, meta in (r.get("metric_info") or {}).items():
+            info.setdefault(name, meta)
+    return info
+
+
+def build(records: list[dict], metrics: list[str], primary: str | None, title: str) -> Board:
+    """Aggregate the successful runs by label; best first by the primary metric."""
+    ok = [r for r in records if r.get("status") == "ok"]
+    info = metric_info(ok)
+    metrics = [m for m in metrics if any(m in (r.get("metrics") or {}) for r in ok)]
+    groups: dict[str, list[dict]] = {}
+    for r in ok:
+        groups.setdefault(r["label"], []).append(r)
+    summaries = {label: {m: stats.summarize([(r["metrics"] or {}).get(m) for r in runs]) for m in metrics}
+                 for label, runs in groups.items()}
+    marks = {m: _marks({label: s[m] for label, s in summaries.items()}, info.get(m, {})) for m in metrics}
+    rows = []
+    for label, runs in groups.items():
+        used = [r.get("budget_used") or {} for r in runs]
+        rows.append(Row(label, runs[0]["model"], len(runs), runs[0].get("options") or {},
+                        _mean(u.get("seconds") for u in used), _mean(u.get("steps") for u in used),
+                        {m: Cell(summaries[label][m], *marks[m].get(label, (False, False))) for m in metrics}))
+    if primary in metrics:
+        sign = -1 if info.get(primary, {}).get("higher_is_better") else 1
+        rows.sort(key=lambda r: (math.isnan(r.cells[primary].summary.mean),
+                                 sign * _nan_to(r.cells[primary].summary.mean, 0.0)))
+    return Board(title, metrics, primary, info, rows)
+
+
+def _marks(column: dict[str, stats.Summary], meta: dict) -> dict[str, tuple[bool, bool]]:
+    """label -> (best, tied with the best)."""
+    finite = {k: s for k, s in column.items() if not math.isnan(s.mean)}
+    if not finite:
+        return {}
+    pick = max if meta.get("higher_is_better") else min
+    best_value = pick(s.mean for s in finite.values())
+    best_label = next(k for k, s in finite.items() if s.mean == best_value)
+    out = {}
+    for label, s in finite.items():
+        is_best = s.mean == best_value
+        out[label] = (is_best, not is_best and stats.tied(finite[best_label], s))
+    return out
+
+
+def _mean(values) -> float:
+    xs = [v for v in values if v is not None]
+    return sum(xs) / len(xs) if xs else math.nan
+
+
+def _nan_to(x: float, fill: float) -> float:
+    return fill if math.isnan(x) else x
+
+
+def header(metric: str, info: dict, unit: bool = True) -> str:
+    meta = info.get(metric, {})
+    arrow = "↑" if meta.get("higher_is_better") else "↓"
+    shown = f" ({meta['unit']})" if unit and meta.get("unit") else ""
+    return f"{metric} {arrow}{shown}"
+
+
+def legend(board: Board, markup: str = "md") -> str:
+    seeds = sorted({r.seeds for r in board.rows})
+    n = "/".join(map(str, seeds)) if seeds else "0"
+    best = {"md": "**bold**", "html": "<strong>bold</strong>", "plain": "bold"}[markup]
+    return (f"Mean ± 95% confidence half-width over {n} seeds (t-distribution); ↓ lower is better, "
+            f"↑ higher is better; {best}: best in its column; {TIE_MARK} statistically tied with the best "
+            f"(Welch's t-test, p ≥ {stats.ALPHA}); - not applicable.")
+
+
+def table_rows(board: Board, metrics: list[str] | None = None, bold=("**", "**")) -> list[list[str]]:
+    """Cells as text, the best values wrapped in ``bold``."""
+    metrics = board.metrics if metrics is None else metrics
+    out = []
+    for i, row in enumerate(board.rows):
+        cells = []
+        for m in metrics:
+            cell = row.cells[m]
+            cells.append(f"{bold[0]}{cell.text()}{bold[1]}" if cell.best else cell.text())
+        out.append([str(i + 1), row.label, row.model, str(row.seeds), *cells,
+                    f"{row.train_seconds:.1f}", f"{row.train_steps:.0f}"])
+    return out
+
+
+def table_headers(board: Board, metrics: list[str] | None = None, unit: bool = True) -> list[str]:
+    metrics = board.metrics if metrics is None else metrics
+    return ["#", "configuration", "model", "seeds", *[header(m, board.info, unit) for m in metrics],
+            "train s", "steps"]
+
+
+def markdown(board: Board) -> str:
+    """GitHub-flavoured markdown: a title, the table and its legend."""
+    table = tabulate(table_rows(board), headers=table_headers(board), tablefmt="github",
+                     disable_numparse=True)
+    return f"# {board.title}\n\n{table}\n\n{legend(board)}\n"
+
+
+def units_caption(metrics: list[str], info: dict) -> str:
+    return ", ".join(f"{m} in {info[m]['unit']}" for m in metrics if info.get(m, {}).get("unit"))
+
+
+def rich_table(board: Board, width: int = 100) -> Table:
+    """The leaderboard for a terminal: as many metrics as fit ``width``, in suite order."""
+    shown, used = [], 40  # configuration, seeds, train s, steps and borders
+    for m in board.metrics:
+        cell = max(len(header(m, board.info, unit=False)), *(len(r.cells[m].text()) for r in board.rows)) + 3
+        if shown and used + cell > width:
+            break
+        shown.append(m)
+        used += cell
+    rows = [r[1:2] + r[3:] for r in table_rows(board, shown, bold=("\0", "\1"))]
+    headers = [h for i, h in enumerate(table_headers(board, shown, unit=False)) if i not in (0, 2)]
+    caption = legend(board, "plain")
+    units = units_caption(shown, board.info)
+    caption += f" Units: {units}." if units else ""
+    if len(shown) < len(board.metrics):
+        caption += f" {len(board.metrics) - len(shown)} more metrics in leaderboard.md."
+    table = Table(title=escape(board.title), title_justify="left", caption=caption, caption_justify="left")
+    for h in headers:
+        table.add_column(h, justify="left" if h == "configuration" else "right",
+                         no_wrap=h != "configuration", overflow="fold")
+    for row in rows:  # escape user text, then turn the bold placeholders into markup
+        table.add_row(*(escape(c).replace("\0", "[bold green]").replace("\1", "[/]") for c in row))
+    return table
