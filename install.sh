@@ -1,23 +1,34 @@
 #!/usr/bin/env bash
 # Install genbench into ./.venv; README.md and .ci/run both use this script.
-#   ./install.sh          genbench + Fashion-MNIST from Debian's package where apt is usable
-#   ./install.sh --test   genbench + the test tools (tests read data from $GENBENCH_DATA)
+#   ./install.sh          genbench (with t-SNE support) + Fashion-MNIST from Debian's package
+#   ./install.sh --test   genbench + the test tools + Debian's chromium for the report.html test
+#                         (tests read data from $GENBENCH_DATA)
 # constraints.txt pins the torch/torchvision pair so pip never pulls a newer torch
 # (and with it several GB of CUDA packages) on a CPU machine.
 set -euo pipefail
 cd "$(dirname "$0")"
-extras=""
-data=1
-if [ "${1:-}" = "--test" ]; then extras="[test]"; data=0; fi
+extras="[tsne]"
+packages="dataset-fashion-mnist"
+if [ "${1:-}" = "--test" ]; then extras="[test]"; packages="chromium"; fi
 
 python3 -m venv .venv
 .venv/bin/python -m pip install --quiet -c constraints.txt -e ".${extras}"
 
-if [ "$data" = 1 ] && [ ! -d /usr/share/datasets/fashion-mnist ]; then
-  sudo=""
+# Debian packages are optional extras: install them where apt is usable, else say what is missing.
+apt_install() {
+  local sudo=""
   if [ "$(id -u)" != 0 ]; then sudo="sudo -n"; fi
-  if command -v apt-get >/dev/null 2>&1 && { $sudo apt-get install -y -q dataset-fashion-mnist \
-      || { $sudo apt-get update -q && $sudo apt-get install -y -q dataset-fashion-mnist; }; } >/dev/null 2>&1; then
+  command -v apt-get >/dev/null 2>&1 && { $sudo apt-get install -y -q "$@" \
+    || { $sudo apt-get update -q && $sudo apt-get install -y -q "$@"; }; } >/dev/null 2>&1
+}
+if [ "$packages" = chromium ]; then
+  if command -v chromium >/dev/null 2>&1 || apt_install chromium; then
+    echo "install.sh: chromium is available for the report.html browser test"
+  else
+    echo "install.sh: could not install Debian's chromium; the browser test will be skipped" >&2
+  fi
+elif [ ! -d /usr/share/datasets/fashion-mnist ]; then
+  if apt_install dataset-fashion-mnist; then
     echo "install.sh: Fashion-MNIST installed to /usr/share/datasets/fashion-mnist"
   else
     echo "install.sh: could not install Debian's dataset-fashion-mnist; set GENBENCH_DATA to a folder" \

@@ -14,6 +14,8 @@ from . import __version__
 from .errors import UserError, did_you_mean
 from .options import describe
 
+FORMATS = ("rich", "md", "csv", "json", "html")  # of `genbench report`
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
@@ -58,6 +60,27 @@ def _parser() -> argparse.ArgumentParser:
     val.add_argument("--no-data", action="store_true", help="skip looking for the data files")
     val.set_defaults(func=cmd_validate)
 
+    rep = sub.add_parser("report", help="rebuild tables, figures and report.html of a results folder",
+                         description="Rebuild leaderboard.md, results.csv, results.json, every figure and "
+                         "report.html of DIR from its saved records and snapshots (no training), and "
+                         "print the leaderboard in FORMAT.")
+    rep.add_argument("dir", metavar="DIR", help="a folder written by `genbench run`")
+    rep.add_argument("--format", choices=FORMATS, default="rich",
+                     help="what to print: rich (terminal table, default), md, csv, json (one row per run) or html")
+    rep.add_argument("--projection", choices=("pca", "tsne"),
+                     help="latent scatter projection (default: the suite's report.latent_projection)")
+    rep.add_argument("--no-write", action="store_true", help="only print; leave the folder as it is")
+    rep.set_defaults(func=cmd_report)
+
+    cmp = sub.add_parser("compare", help="compare the configurations two results folders share",
+                         description="One table of the configurations both DIR_A and DIR_B contain: each "
+                         "metric in A and B (mean ± 95%% CI), B - A, Welch's p and a verdict; and what "
+                         "differs in their setup.")
+    cmp.add_argument("dir_a", metavar="DIR_A")
+    cmp.add_argument("dir_b", metavar="DIR_B")
+    cmp.add_argument("--format", choices=("rich", "md", "csv", "json"), default="rich")
+    cmp.set_defaults(func=cmd_compare)
+
     plug = sub.add_parser("plugins", help="list installed models, data sets and metrics",
                           description="List what the installed plugins register, and which "
                           "distribution provides each.")
@@ -75,6 +98,38 @@ def cmd_run(args, registry) -> int:
     suite = load_suite(args.suite, registry)
     out = Path(args.out) if args.out else Path("results") / slug(suite.name)
     return run_suite(suite, registry, out, args.device, args.resume)
+
+
+def cmd_report(args, registry) -> int:
+    from . import leaderboard, report
+
+    if args.no_write:
+        results = report.load(Path(args.dir))
+    else:
+        with Console(stderr=True).status(f"rebuilding the report of {args.dir}"):
+            results = report.build(Path(args.dir), args.projection)
+    if args.format == "rich":
+        console = Console()
+        board = results.board()
+        if not board.empty:
+            console.print(leaderboard.rich_table(board, width=console.width))
+        if not args.no_write:
+            console.print(f"Report: {results.out / 'report.html'}", highlight=False, soft_wrap=True)
+    else:
+        sys.stdout.write(report.render(results, args.format))
+    return 0
+
+
+def cmd_compare(args, registry) -> int:
+    from . import compare, report
+
+    a, b = report.load(Path(args.dir_a)), report.load(Path(args.dir_b))
+    out = compare.render(a, b, args.format)
+    if isinstance(out, str):
+        sys.stdout.write(out)
+    else:
+        Console().print(out)
+    return 0
 
 
 def cmd_validate(args, registry) -> int:

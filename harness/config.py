@@ -47,6 +47,15 @@ class BudgetConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class ReportOptions:
+    """The suite's ``report:`` section: how figures are drawn (never what is trained)."""
+
+    latent_projection: Literal["pca", "tsne"] = option(
+        "pca", "how latents above 2-D are drawn in 2-D: PCA, or t-SNE (needs scikit-learn: genbench[tsne])")
+    latent_points: int = option(2000, "test images in the latent scatter plot", min=10)
+
+
+@dataclasses.dataclass(frozen=True)
 class RunEntry:
     model: str = option(help="registered model name")
     label: Optional[str] = option(None, "name on the leaderboard (default: model and options)")
@@ -70,6 +79,7 @@ class SuiteFile:
     primary_metric: Optional[str] = option(None, "leaderboard sort key (default: first metric)")
     save_models: bool = option(True, "save each trained model's state as model.pt")
     evaluation: dict = option(default_factory=dict, help="evaluation options (EvalOptions)")
+    report: dict = option(default_factory=dict, help="figure options (ReportOptions)")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -102,6 +112,7 @@ class Suite:
     save_models: bool
     runs: tuple[RunSpec, ...]
     evaluation: EvalOptions = EvalOptions()
+    report: ReportOptions = ReportOptions()
 
     def dataset_dict(self) -> dict:
         dataset = opt.as_dict(self.dataset)
@@ -119,7 +130,8 @@ class Suite:
                 "budget": self.budget.limits(), "seeds": list(self.seeds),
                 "batch_size": self.batch_size, "metrics": list(self.metrics),
                 "primary_metric": self.primary_metric, "save_models": self.save_models,
-                "evaluation": opt.as_dict(self.evaluation), "runs": list(configs.values())}
+                "evaluation": opt.as_dict(self.evaluation), "report": opt.as_dict(self.report),
+                "runs": list(configs.values())}
 
     def run_config(self, run: RunSpec) -> dict:
         """Everything that determines a run's outcome; its hash keys resume."""
@@ -203,6 +215,11 @@ def _validate(data: Any, reg: Registry, errors: list) -> Suite | None:
         errors.append((("evaluation", "feature_extractor_weights_path"), "Inception needs a local weights "
                        "file (pt_inception-2015-12-05-6726825d.pth from torch-fidelity's releases); "
                        "genbench never downloads it"))
+    for i, metric in enumerate(evaluation.curve_metrics if evaluation else ()):
+        if metric not in reg.metrics:
+            errors.append((("evaluation", "curve_metrics", i), f"unknown metric '{metric}'"
+                           f"{did_you_mean(metric, reg.metrics)}"))
+    report = _build_part(ReportOptions, {"report": data.get("report") or {}}, "report", errors)
     dataset_options = _check_dataset(dataset, reg, errors)
     _check_budget(budget, errors)
     metrics, primary = _check_metrics(top, data, reg, errors)
@@ -212,7 +229,7 @@ def _validate(data: Any, reg: Registry, errors: list) -> Suite | None:
     return Suite(path="", name=top.name, description=top.description, dataset=dataset,
                  dataset_options=dataset_options, budget=budget, seeds=top.seeds,
                  batch_size=top.batch_size, metrics=metrics, primary_metric=primary,
-                 save_models=top.save_models, runs=runs, evaluation=evaluation)
+                 save_models=top.save_models, runs=runs, evaluation=evaluation, report=report)
 
 
 def _build_part(cls, data: dict, key: str, errors: list):

@@ -39,6 +39,10 @@ class EvalOptions:
         "torch-fidelity's Inception-v3 (needs feature_extractor_weights_path)")
     feature_extractor_weights_path: Optional[str] = option(
         None, "local Inception weights file (pt_inception-2015-12-05-6726825d.pth); nothing is downloaded")
+    curve_metrics: tuple[str, ...] = option(
+        (), "metrics also computed during training, for the training-curve figure (budget clock paused)")
+    curve_every: float = option(1.0, "epochs between two evaluations during training", min=0.01)
+    curve_images: int = option(1000, "evaluation images (and samples) used during training", min=2)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -178,6 +182,29 @@ def evaluate(model: Model, data: DeviceData, metrics: list[Metric],
             value = float(value)
             scores[metric.name] = value if math.isfinite(value) else float("nan")
     return scores, ctx.details
+
+
+def subset_evaluator(model: Model, data: DeviceData, metrics: list[Metric], options: EvalOptions):
+    """A function scoring ``model`` on the first ``options.curve_images`` evaluation images.
+
+    For training curves: it runs on its own random stream (so training is unaffected)
+    and puts the model back in training mode.
+    """
+    n = min(options.curve_images, len(data.eval))
+    key = ("curve_data", n)
+    if key not in data.cache:  # shared by the suite's runs, with its own feature cache
+        data.cache[key] = dataclasses.replace(data, eval=data.eval.take(slice(0, n)), cache={})
+    subset = data.cache[key]
+    sub_options = dataclasses.replace(options, num_samples=n, kid_subset_size=min(options.kid_subset_size, n),
+                                      iw_images=min(options.iw_images, n))
+    device = data.eval.images.device
+
+    def score() -> dict[str, float | None]:
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            scores, _ = evaluate(model, subset, metrics, sub_options)
+        model.train()
+        return scores
+    return score
 
 
 def check_counts(metrics: list[Metric], options: EvalOptions, eval_size: int) -> tuple[list[str], list[str]]:

@@ -1,109 +1,152 @@
-"""The leaderboard: one row per configuration, mean +- std over seeds."""
+"""Everything a results folder shows, rebuilt from its saved records and snapshots.
+
+``genbench run`` calls these after each run and at the end; ``genbench report`` calls
+them on any results folder, without a model, the data or training.
+"""
 
 from __future__ import annotations
 
-import math
+import dataclasses
+import json
+from pathlib import Path
 
-import pandas as pd
-from rich.markup import escape
-from rich.table import Table
-from tabulate import tabulate
+import yaml
 
-from .record import results_frame
+from . import figures, leaderboard, record, snapshot
+from .errors import UserError
 
-
-def metric_info(records: list[dict]) -> dict[str, dict]:
-    """Units and directions of the metrics, as recorded with the runs."""
-    info: dict[str, dict] = {}
-    for r in records:
-        for name, meta in (r.get("metric_info") or {}).items():
-            info.setdefault(name, meta)
-    return info
+FIGURES = "figures"  # the suite-level figures' folder
 
 
-def leaderboard(records: list[dict], metrics: list[str], primary: str | None) -> pd.DataFrame:
-    """Aggregate successful runs by label; sorted best first by the primary metric."""
-    ok = [r for r in records if r.get("status") == "ok"]
-    if not ok:
-        return pd.DataFrame()
-    frame = results_frame(ok)
-    info = metric_info(ok)
-    metrics = [m for m in metrics if m in frame.columns]
-    rows = []
-    for label, group in frame.groupby("label", sort=False):
-        row = {"label": label, "model": group["model"].iloc[0], "seeds": len(group),
-               "train_seconds": group["train_seconds"].mean(), "train_steps": group["train_steps"].mean()}
-        for m in metrics:
-            values = pd.to_numeric(group[m], errors="coerce").dropna()
-            row[m] = values.mean() if len(values) else math.nan
-            row[f"{m}_std"] = values.std(ddof=1) if len(values) > 1 else (0.0 if len(values) else math.nan)
-        rows.append(row)
-    board = pd.DataFrame(rows)
-    if primary in board.columns:
-        higher = bool(info.get(primary, {}).get("higher_is_better", False))
-        board = board.sort_values(primary, ascending=not higher, na_position="last", kind="stable")
-    return board.reset_index(drop=True)
+@dataclasses.dataclass
+class Results:
+    """A results folder as saved: the resolved suite, the environment, the run records."""
+
+    out: Path
+    suite: dict
+    env: dict
+    records: list[dict]
+
+    @property
+    def title(self) -> str:
+        return f"{self.suite.get('name', self.out.name)}: leaderboard"
+
+    @property
+    def metrics(self) -> list[str]:
+        return list(self.suite.get("metrics") or leaderboard.metric_info(self.records))
+
+    @property
+    def order(self) -> list[str]:
+        return [r["label"] for r in self.suite.get("runs", [])]
+
+    def board(self) -> leaderboard.Board:
+        return leaderboard.build(self.records, self.metrics, self.suite.get("primary_metric"), self.title)
+
+    def run_dir(self, rec: dict) -> Path:
+        return self.out / "runs" / rec["run_id"]
 
 
-def _cell(row, metric: str) -> str:
-    mean, std = row[metric], row[f"{metric}_std"]
-    if mean is None or (isinstance(mean, float) and math.isnan(mean)):
-        return "-"
-    return f"{mean:.2f} ± {std:.2f}" if row["seeds"] > 1 else f"{mean:.2f}"
+def load(out: Path) -> Results:
+    """Read a results folder; a clear error if it is not one."""
+    out = Path(out)
+    if not out.is_dir():
+        raise UserError(f"{out}: no such results folder")
+    records = record.read_records(out)
+    if not records:
+        raise UserError(f"{out}: no run records found (expected {out}/runs/*/{record.RECORD}); "
+                        f"is this a folder written by `genbench run`?")
+    suite = _read(out / "suite.yaml", yaml.safe_load)
+    env = _read(out / "env.json", json.loads)
+    return Results(out, suite, env, records)
 
 
-def _header(metric: str, info: dict, unit: bool = True) -> str:
-    meta = info.get(metric, {})
-    arrow = "↑" if meta.get("higher_is_better") else "↓"
-    shown = f" ({meta['unit']})" if unit and meta.get("unit") else ""
-    return f"{metric} {arrow}{shown}"
+def _read(path: Path, parse) -> dict:
+    try:
+        return parse(path.read_text(encoding="utf-8")) or {}
+    except (OSError, ValueError, yaml.YAMLError):
+        return {}  # a partial folder still reports what its records hold
 
 
-def units_caption(metrics: list[str], info: dict) -> str:
-    units = [f"{m} in {info[m]['unit']}" for m in metrics if info.get(m, {}).get("unit")]
-    return "mean ± std over seeds; " + ", ".join(units) if units else "mean ± std over seeds"
+def projection(results: Results, override: str | None = None) -> str:
+    return override or (results.suite.get("report") or {}).get("latent_projection", "pca")
 
 
-def _rows(board: pd.DataFrame, metrics: list[str]) -> list[list[str]]:
-    return [[str(i + 1), row["label"], row["model"], str(row["seeds"]),
-             *[_cell(row, m) for m in metrics],
-             f"{row['train_seconds']:.1f}", f"{row['train_steps']:.0f}"]
-            for i, (_, row) in enumerate(board.iterrows())]
+def write_tables(results: Results) -> dict[str, Path]:
+    """results.csv, results.json and leaderboard.md."""
+    out = results.out
+    frame = record.results_frame(results.records)
+    record.write_text(out / "results.csv", frame.to_csv(index=False))
+    record.write_text(out / "results.json", frame.to_json(orient="records", indent=2) + "\n")
+    paths = {"csv": out / "results.csv", "json": out / "results.json"}
+    board = results.board()
+    if not board.empty:
+        record.write_text(out / "leaderboard.md", leaderboard.markdown(board) + "\n" + context(results) + "\n")
+        paths["md"] = out / "leaderboard.md"
+    return paths
 
 
-def _headers(metrics: list[str], info: dict, unit: bool = True) -> list[str]:
-    return ["#", "configuration", "model", "seeds", *[_header(m, info, unit) for m in metrics],
-            "train s", "steps"]
+def context(results: Results) -> str:
+    """One paragraph on what was run where, for the markdown leaderboard."""
+    s, env = results.suite, results.env
+    dataset = s.get("dataset") or {}
+    budget = ", ".join(f"{v:g} {k}" for k, v in (s.get("budget") or {}).items())
+    versions = env.get("versions") or {}
+    parts = [f"Data set {dataset.get('name', '?')}, scored on its {dataset.get('eval_split', 'test')} split",
+             f"training budget per run: {budget or '?'} (first reached)",
+             f"seeds {', '.join(map(str, s.get('seeds', [])))}",
+             f"device {env.get('device_name', env.get('device', '?'))}",
+             f"genbench {versions.get('genbench', '?')}, torch {versions.get('torch', '?')}"]
+    return "; ".join(parts) + "."
 
 
-def rich_table(board: pd.DataFrame, metrics: list[str], info: dict, title: str,
-               width: int = 100) -> Table:
-    """The leaderboard for a terminal: as many metrics as fit ``width``, in suite order."""
-    metrics = [m for m in metrics if m in board.columns]
-    shown, used = [], 40  # configuration, seeds, train s, steps and borders
-    for m in metrics:
-        cell = max(len(_header(m, info, unit=False)), *(len(_cell(r, m)) for _, r in board.iterrows())) + 3
-        if shown and used + cell > width:
-            break
-        shown.append(m)
-        used += cell
-    rows = [r[1:2] + r[3:] for r in _rows(board, shown)]
-    headers = [h for i, h in enumerate(_headers(shown, info, unit=False)) if i not in (0, 2)]
-    caption = units_caption(shown, info)
-    if len(shown) < len(metrics):
-        caption += f"; {len(metrics) - len(shown)} more metrics in leaderboard.md"
-    table = Table(title=escape(title), title_justify="left", caption=caption, caption_justify="left")
-    for h in headers:
-        table.add_column(h, justify="left" if h == "configuration" else "right",
-                         no_wrap=h != "configuration", overflow="fold")
-    for row in rows:
-        table.add_row(*map(escape, row))
-    return table
+def draw_run(results: Results, rec: dict, projection_name: str | None = None) -> list[Path]:
+    """The figures of one run, from its record and snapshot."""
+    path = results.run_dir(rec) / snapshot.SNAPSHOT
+    snap = snapshot.load(path) if path.is_file() else {}
+    return figures.run_figures(results.run_dir(rec), rec, snap, projection(results, projection_name))
 
 
-def markdown(board: pd.DataFrame, metrics: list[str], info: dict, title: str) -> str:
-    metrics = [m for m in metrics if m in board.columns]
-    table = tabulate(_rows(board, metrics), headers=_headers(metrics, info), tablefmt="github",
-                     disable_numparse=True)
-    note = "Mean ± standard deviation over seeds; ↓ lower is better, ↑ higher is better; - not applicable."
-    return f"# {title}\n\n{table}\n\n{note}\n"
+def draw_suite(results: Results) -> list[Path]:
+    """The comparison figures and one figure per sweep."""
+    snaps = {}
+    for rec in results.records:
+        path = results.run_dir(rec) / snapshot.SNAPSHOT
+        if rec.get("status") == "ok" and path.is_file():
+            snaps[rec["run_id"]] = snapshot.load(path)
+    folder = results.out / FIGURES
+    made = [figures.comparison(folder / "reconstructions.png", results.records, snaps, results.order),
+            figures.sample_comparison(folder / "samples.png", results.records, snaps, results.order)]
+    board = results.board()
+    for model, key, lines in figures.sweeps(board):
+        made.append(figures.sweep(folder / f"sweep_{model}_{key}.png", board, model, key, lines))
+    return [p for p in made if p is not None]
+
+
+def build(out: Path, projection_name: str | None = None, redraw_runs: bool = True) -> Results:
+    """Rewrite every table, figure and report.html of a results folder."""
+    from . import html
+
+    results = load(out)
+    write_tables(results)
+    if redraw_runs:
+        for rec in results.records:
+            if rec.get("status") == "ok":
+                draw_run(results, rec, projection_name)
+    draw_suite(results)
+    record.write_text(results.out / "report.html", html.render(results))
+    return results
+
+
+def render(results: Results, fmt: str) -> str:
+    """The leaderboard or the run table in one of the text formats."""
+    if fmt == "md":
+        return leaderboard.markdown(results.board())
+    if fmt == "csv":
+        return record.results_frame(results.records).to_csv(index=False)
+    if fmt == "json":
+        return record.results_frame(results.records).to_json(orient="records", indent=2) + "\n"
+    if fmt == "html":
+        from . import html
+
+        return html.render(results)
+    raise ValueError(f"unknown format {fmt!r}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 import time
@@ -16,11 +17,11 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from . import record, report
+from . import leaderboard, record, report, snapshot
 from .config import RunSpec, Suite
 from .data import DeviceData, prepare
 from .errors import UserError
-from .metrics import check_counts, evaluate
+from .metrics import check_counts, evaluate, subset_evaluator
 from .pluginmanager import Registry
 from .train import train
 
@@ -101,16 +102,30 @@ def run_suite(suite: Suite, registry: Registry, out: Path, device_name: str = "a
                           f"{i}/{len(suite.runs)}")
         failed += rec["status"] != "ok"
         record.write_json(run_dir / record.RECORD, rec)
-        write_summaries(out, suite.metrics, suite.primary_metric, suite.name)
-    records = record.read_records(out)
-    board = report.leaderboard(records, list(suite.metrics), suite.primary_metric)
+        results = report.load(out)
+        report.write_tables(results)
+        if rec["status"] == "ok":
+            _report_step(console, "figures", lambda: report.draw_run(results, rec))
+    _report_step(console, "report", lambda: report.build(out, redraw_runs=False))
+    board = report.load(out).board()
     if not board.empty:
-        console.print(report.rich_table(board, list(suite.metrics), report.metric_info(records),
-                                        f"{suite.name}: leaderboard (sorted by {suite.primary_metric})",
-                                        width=console.width))
-    console.print(f"Results in {out}/ (leaderboard.md, results.csv, runs/) after "
-                  f"{time.perf_counter() - started:.0f} s" + (f"; [red]{failed} run(s) failed[/]" if failed else ""))
+        console.print(leaderboard.rich_table(
+            dataclasses.replace(board, title=f"{suite.name}: leaderboard (sorted by {suite.primary_metric})"),
+            width=console.width))
+    console.print(f"Results in {out}/ after {time.perf_counter() - started:.0f} s: leaderboard.md, "
+                  f"results.csv, results.json, figures/, runs/" + (f"; [red]{failed} run(s) failed[/]" if failed else ""))
+    if (out / "report.html").is_file():
+        console.print(f"Report: {out / 'report.html'}", highlight=False, soft_wrap=True)
     return 1 if failed else 0
+
+
+def _report_step(console: Console, what: str, fn) -> None:
+    """Figures and pages are extras: a bug there must not fail a finished run."""
+    try:
+        fn()
+    except Exception as err:
+        console.print(f"  [yellow]genbench: warning:[/] could not write the {what}: "
+                      f"{escape(f'{type(err).__name__}: {err}')} (rebuild with `genbench report`)")
 
 
 def _done(run_dir: Path, suite: Suite, run: RunSpec) -> bool:
@@ -140,19 +155,29 @@ def execute_run(suite: Suite, run: RunSpec, run_id: str, run_dir: Path, registry
         seed_everything(run.seed)
         model = registry.models[run.model](run.options, data.info).to(device)
         model.optimizers = model.configure_optimizers()
+        score = None
+        if suite.evaluation.curve_metrics:
+            score = subset_evaluator(model, data, [registry.metrics[m] for m in suite.evaluation.curve_metrics],
+                                     suite.evaluation)
         with _progress(console) as progress:
             task = progress.add_task(escape(f"{counter} {run.label} seed {run.seed}"), total=1.0, info="")
             def show(clock, losses):
                 shown = " ".join(f"{k} {v:.3g}" for k, v in list(losses.items())[:3])
                 progress.update(task, completed=clock.fraction(),
                                 info=f"step {clock.steps} {shown} | {clock.left()}")
-            result = train(model, data, suite.budget.limits(), suite.batch_size, run.seed, show)
+            result = train(model, data, suite.budget.limits(), suite.batch_size, run.seed, show,
+                           score=score, score_every=suite.evaluation.curve_every)
         rec.update(budget_used=result.used, stopped_by=result.stopped_by,
                    final_losses=result.final, history=result.history)
+        if score is not None:
+            rec.update(eval_history=result.eval_history, curve_seconds=result.eval_seconds,
+                       curve_images=min(suite.evaluation.curve_images, len(data.eval)))
         started = time.perf_counter()
         rec["metrics"], details = evaluate(model, data, metrics, suite.evaluation)
         rec["metric_details"] = details
         rec["eval_seconds"] = round(time.perf_counter() - started, 3)
+        _report_step(console, "figure snapshot", lambda: snapshot.save(
+            run_dir / snapshot.SNAPSHOT, snapshot.take(model, data, run.seed, suite.report.latent_points)))
         if suite.save_models:
             run_dir.mkdir(parents=True, exist_ok=True)
             torch.save({"model": run.model, "options": run.options_dict(),
@@ -170,17 +195,6 @@ def execute_run(suite: Suite, run: RunSpec, run_id: str, run_dir: Path, registry
         console.print(f"  [red]failed[/]: {escape(rec['error'])} (traceback in {run_dir / 'error.log'})")
     rec["finished"] = _now()
     return rec
-
-
-def write_summaries(out: Path, metrics, primary: str, title: str) -> None:
-    """results.csv and leaderboard.md from every record in ``out``."""
-    records = record.read_records(out)
-    frame = record.results_frame(records)
-    record.write_text(out / "results.csv", frame.to_csv(index=False))
-    board = report.leaderboard(records, list(metrics), primary)
-    if not board.empty:
-        md = report.markdown(board, list(metrics), report.metric_info(records), f"{title}: leaderboard")
-        record.write_text(out / "leaderboard.md", md)
 
 
 def _progress(console: Console) -> Progress:

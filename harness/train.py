@@ -24,14 +24,21 @@ class TrainResult:
     stopped_by: str              # the budget limit that ended training
     history: list[dict]          # mean loss components per logging window
     final: dict[str, float]      # the last window's losses
+    eval_history: list[dict] = dataclasses.field(default_factory=list)  # scores during training
+    eval_seconds: float = 0.0    # time spent on them (not on the budget clock)
 
 
 ProgressFn = Callable[[BudgetClock, dict[str, float]], None]
+ScoreFn = Callable[[], dict[str, float | None]]
 
 
 def train(model: Model, data: DeviceData, limits: dict[str, float], batch_size: int, seed: int,
-          progress: ProgressFn | None = None, refresh_seconds: float = 0.25) -> TrainResult:
-    """Train ``model`` until the first budget limit is reached."""
+          progress: ProgressFn | None = None, refresh_seconds: float = 0.25,
+          score: ScoreFn | None = None, score_every: float = 1.0) -> TrainResult:
+    """Train ``model`` until the first budget limit is reached.
+
+    ``score``, if given, is called every ``score_every`` epochs with the clock paused.
+    """
     device = data.train.images.device
     generator = torch.Generator(device=device).manual_seed(seed)
     n = len(data.train)
@@ -43,6 +50,8 @@ def train(model: Model, data: DeviceData, limits: dict[str, float], batch_size: 
     window_steps = 0
     last_refresh = 0.0
     stopped_by = None
+    evals: list[dict] = []
+    eval_seconds, next_score = 0.0, score_every
     model.train()
     clock.start()
     epoch = 0
@@ -57,8 +66,7 @@ def train(model: Model, data: DeviceData, limits: dict[str, float], batch_size: 
             stopped_by = clock.reached()
             now = time.perf_counter()
             if window_steps >= log_every or stopped_by or now - last_refresh > refresh_seconds:
-                if device.type == "cuda":
-                    torch.cuda.synchronize(device)  # so the clock counts queued GPU work
+                _sync(device)  # so the clock counts queued GPU work
                 means = {k: float(v) / window_steps for k, v in window.items()}
                 bad = [k for k, v in means.items() if not math.isfinite(v)]
                 if bad:
@@ -70,10 +78,24 @@ def train(model: Model, data: DeviceData, limits: dict[str, float], batch_size: 
                 if progress is not None:
                     progress(clock, means)
                 last_refresh = now
+            if score is not None and clock.epochs >= next_score - 1e-9:
+                _sync(device)
+                clock.pause()
+                started = time.perf_counter()
+                evals.append({"step": clock.steps, "epoch": round(clock.epochs, 4),
+                              "seconds": round(clock.seconds, 3), **score()})
+                eval_seconds += time.perf_counter() - started
+                next_score += score_every
+                clock.start()
             if stopped_by:
                 break
         else:
             epoch += 1
     clock.pause()
     final = {k: v for k, v in history[-1].items() if k not in ("step", "epoch", "seconds")}
-    return TrainResult(clock.used(), stopped_by, history, final)
+    return TrainResult(clock.used(), stopped_by, history, final, evals, round(eval_seconds, 3))
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)

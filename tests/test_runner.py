@@ -25,7 +25,8 @@ def run_cli(*args) -> int:
 def test_tiny_suite_writes_every_file(write_suite, tmp_path, capsys):
     out = tmp_path / "out"
     assert run_cli(write_suite(TINY), "--out", out, "--device", "cpu") == 0
-    assert {p.name for p in out.iterdir()} == {"suite.yaml", "env.json", "results.csv", "leaderboard.md", "runs"}
+    assert {p.name for p in out.iterdir()} == {"suite.yaml", "env.json", "results.csv", "results.json",
+                                               "leaderboard.md", "report.html", "figures", "runs"}
     (run_dir,) = (out / "runs").iterdir()
     rec = json.loads((run_dir / "record.json").read_text())
     assert rec["status"] == "ok" and rec["seed"] == 0 and rec["device"] == "cpu"

@@ -1,0 +1,121 @@
+"""``genbench compare``: two results folders side by side, configuration by configuration."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pandas as pd
+from rich.markup import escape
+from rich.table import Table
+from tabulate import tabulate
+
+from . import stats
+from .leaderboard import header, metric_info
+from .report import Results
+
+SETUP_KEYS = ("dataset", "budget", "seeds", "batch_size", "evaluation")
+
+
+def setup_differences(a: Results, b: Results) -> list[str]:
+    """What differs in how the two folders were produced (so a reader can weigh the deltas)."""
+    out = []
+    for key in SETUP_KEYS:
+        if a.suite.get(key) != b.suite.get(key):
+            out.append(f"{key}: {_short(a.suite.get(key))} -> {_short(b.suite.get(key))}")
+    for key in ("device_name",):
+        if a.env.get(key) != b.env.get(key):
+            out.append(f"{key}: {a.env.get(key)} -> {b.env.get(key)}")
+    va, vb = a.env.get("versions") or {}, b.env.get("versions") or {}
+    for dist in sorted(set(va) | set(vb)):
+        if va.get(dist) != vb.get(dist):
+            out.append(f"{dist}: {va.get(dist)} -> {vb.get(dist)}")
+    return out
+
+
+def _short(value) -> str:
+    if isinstance(value, dict):
+        return json.dumps({k: v for k, v in value.items() if v is not None}, sort_keys=True)
+    return json.dumps(value)
+
+
+def _by_label(results: Results) -> dict[str, list[dict]]:
+    groups: dict[str, list[dict]] = {}
+    for r in results.records:
+        if r.get("status") == "ok":
+            groups.setdefault(r["label"], []).append(r)
+    return groups
+
+
+def frame(a: Results, b: Results) -> pd.DataFrame:
+    """One row per (configuration in both, metric in both): A, B, B - A, Welch p, verdict."""
+    ga, gb = _by_label(a), _by_label(b)
+    info = {**metric_info(b.records), **metric_info(a.records)}
+    metrics = [m for m in a.metrics if m in b.metrics]
+    rows = []
+    for label in [l for l in ga if l in gb]:
+        for m in metrics:
+            sa = stats.summarize([(r.get("metrics") or {}).get(m) for r in ga[label]])
+            sb = stats.summarize([(r.get("metrics") or {}).get(m) for r in gb[label]])
+            if sa.n == 0 and sb.n == 0:
+                continue  # the metric does not apply to this model
+            p = stats.welch_p(sa.values, sb.values)
+            delta = sb.mean - sa.mean
+            rows.append({"configuration": label, "metric": m, "a_mean": sa.mean, "a_ci95": sa.half_width,
+                         "a_seeds": sa.n, "b_mean": sb.mean, "b_ci95": sb.half_width, "b_seeds": sb.n,
+                         "delta": delta, "p_value": p,
+                         "verdict": _verdict(delta, p, bool(info.get(m, {}).get("higher_is_better")))})
+    return pd.DataFrame(rows)
+
+
+def _verdict(delta: float, p: float, higher_is_better: bool) -> str:
+    if math.isnan(p) or math.isnan(delta):
+        return "n/a (needs 2+ seeds each)"
+    if p >= stats.ALPHA:
+        return "tied"
+    return "B better" if (delta > 0) == higher_is_better else "B worse"
+
+
+def only_in(a: Results, b: Results) -> tuple[list[str], list[str]]:
+    ga, gb = _by_label(a), _by_label(b)
+    return [l for l in ga if l not in gb], [l for l in gb if l not in ga]
+
+
+def _display(table: pd.DataFrame, info: dict) -> tuple[list[str], list[list[str]]]:
+    headers = ["configuration", "metric", "A", "B", "B - A", "p", "verdict"]
+    rows = [[r.configuration, header(r.metric, info, unit=False),
+             stats.format_value(r.a_mean, r.a_ci95), stats.format_value(r.b_mean, r.b_ci95),
+             f"{r.delta:+.4g}" if not math.isnan(r.delta) else "-",
+             f"{r.p_value:.3f}" if not math.isnan(r.p_value) else "-", r.verdict]
+            for r in table.itertuples()]
+    return headers, rows
+
+
+def render(a: Results, b: Results, fmt: str):
+    """The comparison as a rich Table (fmt 'rich') or text in md, csv or json."""
+    table = frame(a, b)
+    if fmt == "csv":
+        return table.to_csv(index=False)
+    if fmt == "json":
+        return table.to_json(orient="records", indent=2) + "\n"
+    info = {**metric_info(b.records), **metric_info(a.records)}
+    headers, rows = _display(table, info) if not table.empty else (["configuration"], [])
+    notes = [f"A = {a.out}, B = {b.out}; values are mean ± 95% CI over seeds; p from Welch's t-test; "
+             f"tied means p ≥ {stats.ALPHA}."]
+    diffs = setup_differences(a, b)
+    notes.append("Setup differs: " + "; ".join(diffs) if diffs else "Same setup (data, budget, seeds, "
+                 "evaluation, device, versions).")
+    left, right = only_in(a, b)
+    if left or right:
+        notes.append(f"Only in A: {', '.join(left) or 'none'}. Only in B: {', '.join(right) or 'none'}.")
+    if fmt == "md":
+        body = tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True) if rows else \
+            "No configuration is in both folders."
+        return "# genbench compare\n\n" + body + "\n\n" + "\n\n".join(notes) + "\n"
+    out = Table(title="genbench compare", title_justify="left", caption="\n".join(notes),
+                caption_justify="left")
+    for h in headers:
+        out.add_column(h, justify="left" if h in ("configuration", "metric", "verdict") else "right")
+    for row in rows:
+        out.add_row(*map(escape, row))
+    return out

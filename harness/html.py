@@ -1,0 +1,141 @@
+"""report.html: one self-contained page (figures embedded as data URIs, no scripts).
+
+It opens offline, can be mailed or attached to a pull request as one file.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+from datetime import datetime, timezone
+from pathlib import Path
+
+import yaml
+
+from . import leaderboard, stats
+from .report import FIGURES, Results, context
+
+RUN_FIGURES = [("reconstructions.png", "Reconstructions"), ("samples.png", "Samples"),
+               ("interpolation.png", "Interpolation"), ("manifold.png", "Latent plane"),
+               ("latent.png", "Latent space"), ("losses.png", "Training curves")]
+
+CSS = """
+body { font: 15px/1.5 system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2rem auto;
+       max-width: 1200px; padding: 0 1rem; color: #1f2328; }
+h1, h2, h3 { line-height: 1.2; } h2 { border-bottom: 1px solid #d0d7de; padding-bottom: .3rem; }
+table { border-collapse: collapse; margin: .5rem 0; font-variant-numeric: tabular-nums; }
+th, td { border: 1px solid #d0d7de; padding: .3rem .6rem; text-align: right; }
+th { background: #f6f8fa; } td.text, th.text { text-align: left; }
+td strong { color: #116329; } .legend, .note { color: #59636e; font-size: 13px; }
+figure { display: inline-block; margin: .5rem 1rem .5rem 0; vertical-align: top; }
+figure img { max-width: 100%; } figcaption { color: #59636e; font-size: 13px; }
+pre { background: #f6f8fa; padding: .8rem; overflow-x: auto; font-size: 12px; }
+code { background: #f6f8fa; padding: 0 .2rem; } .failed { color: #cf222e; }
+"""
+
+
+def render(results: Results) -> str:
+    board = results.board()
+    suite = results.suite
+    name = suite.get("name", results.out.name)
+    parts = [f"<h1>genbench: {_e(name)}</h1>"]
+    if suite.get("description"):
+        parts.append(f"<p>{_e(suite['description'])}</p>")
+    parts.append(f"<p class='note'>{_e(context(results))}</p>")
+    parts.append("<h2 id='leaderboard'>Leaderboard</h2>")
+    parts.append(_table(board) if not board.empty else "<p>No successful runs yet.</p>")
+    parts.append(_figures(_suite_figures(results), "Comparisons"))
+    parts.append("<h2 id='configurations'>Configurations</h2>")
+    for row in board.rows:
+        parts.append(_configuration(results, row))
+    parts.append(_failed(results))
+    parts.append("<h2 id='setup'>Setup</h2>")
+    parts.append(f"<pre>{_e(yaml.safe_dump(suite, sort_keys=False))}</pre>" if suite else "")
+    versions = ", ".join(f"{k} {v}" for k, v in (results.env.get("versions") or {}).items() if v)
+    parts.append(f"<p class='note'>{_e(versions)}</p>")
+    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    parts.append(f"<p class='note'>Written by <code>genbench report</code> on {stamp}; "
+                 f"rebuild with <code>genbench report {_e(str(results.out))} --format html</code>.</p>")
+    body = "\n".join(p for p in parts if p)
+    return (f"<!DOCTYPE html>\n<html lang='en'>\n<head>\n<meta charset='utf-8'>\n"
+            f"<meta name='viewport' content='width=device-width, initial-scale=1'>\n"
+            f"<title>genbench: {_e(name)}</title>\n<style>{CSS}</style>\n</head>\n<body>\n{body}\n</body>\n</html>\n")
+
+
+def _e(text: str) -> str:
+    return html.escape(str(text), quote=True)
+
+
+def _table(board: leaderboard.Board) -> str:
+    headers = leaderboard.table_headers(board)
+    rows = leaderboard.table_rows(board, bold=("\0", "\1"))
+    text_cols = {1, 2}
+    head = "".join(f"<th class='{'text' if i in text_cols else 'num'}'>{_e(h)}</th>" for i, h in enumerate(headers))
+    body = []
+    for row in rows:
+        cells = []
+        for i, c in enumerate(row):
+            c = _e(c).replace("\0", "<strong>").replace("\1", "</strong>")
+            cells.append(f"<td class='{'text' if i in text_cols else 'num'}'>{c}</td>")
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    legend = leaderboard.legend(board, "html").replace("<strong>bold</strong>", "\0")
+    legend = _e(legend).replace("\0", "<strong>bold</strong>")
+    return (f"<table id='leaderboard-table'>\n<thead><tr>{head}</tr></thead>\n<tbody>\n" + "\n".join(body)
+            + f"\n</tbody>\n</table>\n<p class='legend'>{legend}</p>")
+
+
+def _suite_figures(results: Results) -> list[tuple[Path, str]]:
+    folder = results.out / FIGURES
+    fixed = [(folder / "reconstructions.png", "The same test images reconstructed by each configuration "
+              "(figures/reconstructions.png)"),
+             (folder / "samples.png", "Ten samples of each configuration (figures/samples.png)")]
+    sweeps = [(p, f"Every metric against the swept option (figures/{p.name})")
+              for p in sorted(folder.glob("sweep_*.png"))]
+    return fixed + sweeps
+
+
+def _img(path: Path, caption: str) -> str:
+    if not path.is_file():
+        return ""
+    data = base64.b64encode(path.read_bytes()).decode("ascii")
+    return (f"<figure><img src='data:image/png;base64,{data}' alt='{_e(caption)}'>"
+            f"<figcaption>{_e(caption)}</figcaption></figure>")
+
+
+def _figures(items: list[tuple[Path, str]], heading: str) -> str:
+    imgs = [_img(p, c) for p, c in items]
+    imgs = [i for i in imgs if i]
+    return f"<h2 id='comparisons'>{_e(heading)}</h2>\n" + "\n".join(imgs) if imgs else ""
+
+
+def _configuration(results: Results, row: leaderboard.Row) -> str:
+    runs = sorted((r for r in results.records if r["label"] == row.label and r.get("status") == "ok"),
+                  key=lambda r: r["seed"])
+    shown = runs[0]
+    options = ", ".join(f"{k}={v}" for k, v in row.options.items()) or "defaults"
+    out = [f"<h3 id='{_e(shown['run_id'])}'>{_e(row.label)}</h3>",
+           f"<p>model <code>{_e(row.model)}</code>; options <code>{_e(options)}</code>; "
+           f"{len(runs)} seed(s). Figures from seed {shown['seed']} (<code>runs/{_e(shown['run_id'])}/</code>).</p>"]
+    metrics = [m for m in results.metrics if any((r.get("metrics") or {}).get(m) is not None for r in runs)]
+    if metrics:
+        info = leaderboard.metric_info(results.records)
+        head = "".join(f"<th>{_e(leaderboard.header(m, info))}</th>" for m in metrics)
+        body = "".join("<tr><td>" + str(r["seed"]) + "</td>" + "".join(
+            f"<td>{_e(_fmt(r['metrics'].get(m)))}</td>" for m in metrics) + "</tr>" for r in runs)
+        out.append(f"<table class='per-seed'><thead><tr><th>seed</th>{head}</tr></thead><tbody>{body}</tbody></table>")
+    run_dir = results.run_dir(shown)
+    out.extend(_img(run_dir / f, c) for f, c in RUN_FIGURES)
+    return "\n".join(o for o in out if o)
+
+
+def _fmt(value) -> str:
+    return stats.format_value(float("nan") if value is None else value)
+
+
+def _failed(results: Results) -> str:
+    failed = [r for r in results.records if r.get("status") != "ok"]
+    if not failed:
+        return ""
+    items = "".join(f"<li><strong>{_e(r['label'])}</strong> seed {r['seed']}: {_e(r.get('error', r.get('status')))} "
+                    f"(<code>runs/{_e(r['run_id'])}/error.log</code>)</li>" for r in failed)
+    return f"<h2 id='failed' class='failed'>Failed runs</h2><ul>{items}</ul>"
