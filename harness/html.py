@@ -31,6 +31,7 @@ figure { display: inline-block; margin: .5rem 1rem .5rem 0; vertical-align: top;
 figure img { max-width: 100%; } figcaption { color: #59636e; font-size: 13px; }
 pre { background: #f6f8fa; padding: .8rem; overflow-x: auto; font-size: 12px; }
 code { background: #f6f8fa; padding: 0 .2rem; } .failed { color: #cf222e; }
+dl.legend dt { font-weight: 600; float: left; clear: left; margin-right: .5rem; } dl.legend dd { margin: 0; }
 """
 
 
@@ -80,8 +81,9 @@ def _table(board: leaderboard.Board) -> str:
         body.append("<tr>" + "".join(cells) + "</tr>")
     legend = leaderboard.legend(board, "html").replace("<strong>bold</strong>", "\0")
     legend = _e(legend).replace("\0", "<strong>bold</strong>")
+    terms = "".join(f"<dt>{_e(name)}</dt><dd>{_e(text)}</dd>" for name, text in leaderboard.glossary(board) if text)
     return (f"<table id='leaderboard-table'>\n<thead><tr>{head}</tr></thead>\n<tbody>\n" + "\n".join(body)
-            + f"\n</tbody>\n</table>\n<p class='legend'>{legend}</p>")
+            + f"\n</tbody>\n</table>\n<p class='legend'>{legend}</p>\n<dl class='legend'>{terms}</dl>")
 
 
 def _suite_figures(results: Results) -> list[tuple[Path, str]]:

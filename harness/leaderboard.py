@@ -150,7 +150,13 @@ def markdown(board: Board) -> str:
     """GitHub-flavoured markdown: a title, the table and its legend."""
     table = tabulate(table_rows(board), headers=table_headers(board), tablefmt="github",
                      disable_numparse=True)
-    return f"# {board.title}\n\n{table}\n\n{legend(board)}\n"
+    terms = "\n".join(f"- **{name}**: {text}" for name, text in glossary(board) if text)
+    return f"# {board.title}\n\n{table}\n\n{legend(board)}\n" + (f"\n{terms}\n" if terms else "")
+
+
+def glossary(board: Board) -> list[tuple[str, str]]:
+    """(metric header, what it measures) for every metric on the board."""
+    return [(header(m, board.info), board.info.get(m, {}).get("description", "")) for m in board.metrics]
 
 
 def units_caption(metrics: list[str], info: dict) -> str:

@@ -96,6 +96,13 @@ def context(results: Results) -> str:
              f"seeds {', '.join(map(str, s.get('seeds', [])))}",
              f"device {env.get('device_name', env.get('device', '?'))}",
              f"genbench {versions.get('genbench', '?')}, torch {versions.get('torch', '?')}"]
+    info = leaderboard.metric_info(results.records)
+    if any("sample" in meta.get("requires", ()) for meta in info.values()):
+        evaluation = s.get("evaluation") or {}
+        extractor = evaluation.get("feature_extractor", "domain")
+        parts.append(f"sample metrics on {evaluation.get('num_samples', '?')} samples in the feature space of "
+                     + ("the data set's shipped classifier (not comparable with Inception FID from papers)"
+                        if extractor == "domain" else "Inception-v3"))
     return "; ".join(parts) + "."
 
 

@@ -150,7 +150,8 @@ def execute_run(suite: Suite, run: RunSpec, run_id: str, run_dir: Path, registry
            "started": _now(), "status": "running"}
     metrics = [registry.metrics[m] for m in suite.metrics]
     rec["metric_info"] = {m.name: {"unit": m.unit, "higher_is_better": m.higher_is_better,
-                                   "requires": sorted(c.value for c in m.requires)} for m in metrics}
+                                   "requires": sorted(c.value for c in m.requires),
+                                   "description": m.description} for m in metrics}
     try:
         seed_everything(run.seed)
         model = registry.models[run.model](run.options, data.info).to(device)

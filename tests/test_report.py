@@ -130,6 +130,8 @@ def test_tables_load_without_cleaning(out):
                                   check_dtype=False)
     md = (out / "leaderboard.md").read_text()
     assert "| bce ↓ (nats/image)" in md and "fid ↓" in md and "95% confidence" in md
+    assert "- **bce ↓ (nats/image)**: reconstruction binary cross-entropy" in md  # a glossary
+    assert "600 samples in the feature space of the data set's shipped classifier" in md
     table = [line for line in md.splitlines() if line.startswith("| ")][1:]
     assert len(table) == 5 and sum("**" in line for line in table) >= 3  # best of each column
     gan_row = next(line for line in table if "gan" in line)
