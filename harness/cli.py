@@ -45,7 +45,8 @@ def _parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="train and score every run of a suite",
                          description="Train every run of SUITE under its budget, score it, and "
-                         "write records, results.csv and leaderboard.md to the output folder.")
+                         "write records, figures, results.csv/json, leaderboard.md and report.html "
+                         "to the output folder.")
     run.add_argument("suite", metavar="SUITE", help="suite file (YAML)")
     run.add_argument("--out", metavar="DIR", help="output folder (default: results/<suite name>)")
     run.add_argument("--device", default="auto", help="auto (CUDA if present, else CPU), cpu, cuda or cuda:N")

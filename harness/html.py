@@ -21,11 +21,12 @@ RUN_FIGURES = [("reconstructions.png", "Reconstructions"), ("samples.png", "Samp
 
 CSS = """
 body { font: 15px/1.5 system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2rem auto;
-       max-width: 1200px; padding: 0 1rem; color: #1f2328; }
+       max-width: 1320px; padding: 0 1rem; color: #1f2328; }
 h1, h2, h3 { line-height: 1.2; } h2 { border-bottom: 1px solid #d0d7de; padding-bottom: .3rem; }
-table { border-collapse: collapse; margin: .5rem 0; font-variant-numeric: tabular-nums; }
-th, td { border: 1px solid #d0d7de; padding: .3rem .6rem; text-align: right; }
-th { background: #f6f8fa; } td.text, th.text { text-align: left; }
+table { border-collapse: collapse; margin: .5rem 0; font-variant-numeric: tabular-nums; font-size: 13px; }
+th, td { border: 1px solid #d0d7de; padding: .25rem .45rem; text-align: right; }
+th { background: #f6f8fa; } td.text, th.text { text-align: left; } td.num { white-space: nowrap; }
+.scroll { overflow-x: auto; }
 td strong { color: #116329; } .legend, .note { color: #59636e; font-size: 13px; }
 figure { display: inline-block; margin: .5rem 1rem .5rem 0; vertical-align: top; }
 figure img { max-width: 100%; } figcaption { color: #59636e; font-size: 13px; }
@@ -82,8 +83,8 @@ def _table(board: leaderboard.Board) -> str:
     legend = leaderboard.legend(board, "html").replace("<strong>bold</strong>", "\0")
     legend = _e(legend).replace("\0", "<strong>bold</strong>")
     terms = "".join(f"<dt>{_e(name)}</dt><dd>{_e(text)}</dd>" for name, text in leaderboard.glossary(board) if text)
-    return (f"<table id='leaderboard-table'>\n<thead><tr>{head}</tr></thead>\n<tbody>\n" + "\n".join(body)
-            + f"\n</tbody>\n</table>\n<p class='legend'>{legend}</p>\n<dl class='legend'>{terms}</dl>")
+    return (f"<div class='scroll'><table id='leaderboard-table'>\n<thead><tr>{head}</tr></thead>\n<tbody>\n" + "\n".join(body)
+            + f"\n</tbody>\n</table></div>\n<p class='legend'>{legend}</p>\n<dl class='legend'>{terms}</dl>")
 
 
 def _suite_figures(results: Results) -> list[tuple[Path, str]]:
