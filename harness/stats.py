@@ -61,8 +61,9 @@ def format_value(mean: float, half_width: float = math.nan) -> str:
         return "-"
     if half_width is None or math.isnan(half_width):
         return f"{mean:.{_decimals(mean, 4)}f}"
-    if half_width == 0:
-        return f"{mean:.{_decimals(mean, 4)}f} ± 0"
+    if half_width == 0:  # every seed agrees: no spurious trailing zeros
+        text = f"{mean:.{_decimals(mean, 4)}f}"
+        return (text.rstrip("0").rstrip(".") if "." in text else text) + " ± 0"
     decimals = _decimals(half_width, 2)
     return f"{mean:.{decimals}f} ± {half_width:.{decimals}f}"
 

@@ -32,7 +32,7 @@ def test_welch_p_value_matches_the_textbook_example():
 
 @pytest.mark.parametrize("mean, half, text", [
     (73.524, 4.1, "73.5 ± 4.1"), (0.05234, 0.01234, "0.052 ± 0.012"), (224.4, 12.3, "224 ± 12"),
-    (64.3, math.nan, "64.30"), (0.0523, math.nan, "0.0523"), (math.nan, 1.0, "-"), (5.0, 0.0, "5.000 ± 0"),
+    (64.3, math.nan, "64.30"), (0.0523, math.nan, "0.0523"), (math.nan, 1.0, "-"), (5.0, 0.0, "5 ± 0"), (0.25, 0.0, "0.25 ± 0"),
 ])
 def test_values_are_shown_to_the_precision_of_their_interval(mean, half, text):
     assert stats.format_value(mean, half) == text
