@@ -104,11 +104,10 @@ def cmd_run(args, registry) -> int:
 def cmd_report(args, registry) -> int:
     from . import leaderboard, report
 
-    if args.no_write:
-        results = report.load(Path(args.dir))
-    else:
+    results = report.load(Path(args.dir))
+    if not args.no_write:
         with Console(stderr=True).status(f"rebuilding the report of {args.dir}"):
-            results = report.build(Path(args.dir), args.projection)
+            report.build(results, args.projection)
     if args.format == "rich":
         console = Console()
         board = results.board()

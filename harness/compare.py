@@ -11,7 +11,7 @@ from rich.table import Table
 from tabulate import tabulate
 
 from . import stats
-from .leaderboard import header, metric_info
+from .leaderboard import header
 from .report import Results
 
 SETUP_KEYS = ("dataset", "budget", "seeds", "batch_size", "evaluation")
@@ -39,29 +39,22 @@ def _short(value) -> str:
     return json.dumps(value)
 
 
-def _by_label(results: Results) -> dict[str, list[dict]]:
-    groups: dict[str, list[dict]] = {}
-    for r in results.records:
-        if r.get("status") == "ok":
-            groups.setdefault(r["label"], []).append(r)
-    return groups
-
-
 def frame(a: Results, b: Results) -> pd.DataFrame:
     """One row per (configuration in both, metric in both): A, B, B - A, Welch p, verdict."""
-    ga, gb = _by_label(a), _by_label(b)
-    info = {**metric_info(b.records), **metric_info(a.records)}
-    metrics = [m for m in a.metrics if m in b.metrics]
+    board_a, board_b = a.board(), b.board()
+    rows_b = {r.label: r for r in board_b.rows}
+    info = {**board_b.info, **board_a.info}
+    metrics = [m for m in board_a.metrics if m in board_b.metrics]
     rows = []
-    for label in [l for l in ga if l in gb]:
-        for m in metrics:
-            sa = stats.summarize([(r.get("metrics") or {}).get(m) for r in ga[label]])
-            sb = stats.summarize([(r.get("metrics") or {}).get(m) for r in gb[label]])
+    for row_a in board_a.rows:
+        row_b = rows_b.get(row_a.label)
+        for m in metrics if row_b else ():
+            sa, sb = row_a.cells[m].summary, row_b.cells[m].summary
             if sa.n == 0 and sb.n == 0:
                 continue  # the metric does not apply to this model
             p = stats.welch_p(sa.values, sb.values)
             delta = sb.mean - sa.mean
-            rows.append({"configuration": label, "metric": m, "a_mean": sa.mean, "a_ci95": sa.half_width,
+            rows.append({"configuration": row_a.label, "metric": m, "a_mean": sa.mean, "a_ci95": sa.half_width,
                          "a_seeds": sa.n, "b_mean": sb.mean, "b_ci95": sb.half_width, "b_seeds": sb.n,
                          "delta": delta, "p_value": p,
                          "verdict": _verdict(delta, p, bool(info.get(m, {}).get("higher_is_better")))})
@@ -77,8 +70,8 @@ def _verdict(delta: float, p: float, higher_is_better: bool) -> str:
 
 
 def only_in(a: Results, b: Results) -> tuple[list[str], list[str]]:
-    ga, gb = _by_label(a), _by_label(b)
-    return [l for l in ga if l not in gb], [l for l in gb if l not in ga]
+    la, lb = [r.label for r in a.board().rows], [r.label for r in b.board().rows]
+    return [l for l in la if l not in lb], [l for l in lb if l not in la]
 
 
 def _display(table: pd.DataFrame, info: dict) -> tuple[list[str], list[list[str]]]:
@@ -98,7 +91,7 @@ def render(a: Results, b: Results, fmt: str):
         return table.to_csv(index=False)
     if fmt == "json":
         return table.to_json(orient="records", indent=2) + "\n"
-    info = {**metric_info(b.records), **metric_info(a.records)}
+    info = {**b.board().info, **a.board().info}
     headers, rows = _display(table, info) if not table.empty else (["configuration"], [])
     notes = [f"A = {a.out}, B = {b.out}; values are mean ± 95% CI over seeds; p from Welch's t-test; "
              f"tied means p ≥ {stats.ALPHA}."]

@@ -196,20 +196,21 @@ def manifold(path: Path, rec: dict, snap: dict) -> Path:
 
 # -- a whole suite -----------------------------------------------------------------
 
-def _first_per_label(records: list[dict], snaps: dict[str, dict], key: str) -> list[tuple[dict, dict]]:
-    """(record, snapshot) of the lowest seed of each configuration that has ``key``."""
+def _first_per_label(records: list[dict], snaps: dict[str, dict], key: str,
+                     order: list[str]) -> list[tuple[dict, dict]]:
+    """(record, snapshot) of the lowest seed of each configuration that has ``key``, in suite order."""
     chosen: dict[str, tuple[dict, dict]] = {}
     for r in sorted(records, key=lambda r: r["seed"]):
         snap = snaps.get(r["run_id"])
         if r.get("status") == "ok" and snap and key in snap and r["label"] not in chosen:
             chosen[r["label"]] = (r, snap)
-    return list(chosen.values())
+    rank = {label: i for i, label in enumerate(order)}
+    return sorted(chosen.values(), key=lambda p: rank.get(p[0]["label"], len(order)))
 
 
 def comparison(path: Path, records: list[dict], snaps: dict[str, dict], order: list[str]) -> Path | None:
     """The same test images: originals, then each configuration's reconstructions."""
-    pairs = sorted(_first_per_label(records, snaps, "reconstructions"),
-                   key=lambda p: order.index(p[0]["label"]) if p[0]["label"] in order else len(order))
+    pairs = _first_per_label(records, snaps, "reconstructions", order)
     if not pairs:
         return None
     first = pairs[0][1]
@@ -225,8 +226,7 @@ def comparison(path: Path, records: list[dict], snaps: dict[str, dict], order: l
 
 def sample_comparison(path: Path, records: list[dict], snaps: dict[str, dict], order: list[str]) -> Path | None:
     """The first row of samples of each configuration that samples."""
-    pairs = sorted(_first_per_label(records, snaps, "samples"),
-                   key=lambda p: order.index(p[0]["label"]) if p[0]["label"] in order else len(order))
+    pairs = _first_per_label(records, snaps, "samples", order)
     if not pairs:
         return None
     rows = [s["samples"][::10][:10] if "sample_labels" in s else s["samples"][:10] for _, s in pairs]

@@ -121,7 +121,7 @@ def _configuration(results: Results, row: leaderboard.Row) -> str:
            f"{len(runs)} seed(s). Figures from seed {shown['seed']} (<code>runs/{_e(shown['run_id'])}/</code>).</p>"]
     metrics = [m for m in results.metrics if any((r.get("metrics") or {}).get(m) is not None for r in runs)]
     if metrics:
-        info = leaderboard.metric_info(results.records)
+        info = results.board().info
         head = "".join(f"<th>{_e(leaderboard.header(m, info))}</th>" for m in metrics)
         body = "".join("<tr><td>" + str(r["seed"]) + "</td>" + "".join(
             f"<td>{_e(_fmt(r['metrics'].get(m)))}</td>" for m in metrics) + "</tr>" for r in runs)

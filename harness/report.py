@@ -26,6 +26,8 @@ class Results:
     suite: dict
     env: dict
     records: list[dict]
+    _snapshots: dict = dataclasses.field(default_factory=dict, repr=False)
+    _board: leaderboard.Board | None = dataclasses.field(default=None, repr=False)
 
     @property
     def title(self) -> str:
@@ -40,10 +42,20 @@ class Results:
         return [r["label"] for r in self.suite.get("runs", [])]
 
     def board(self) -> leaderboard.Board:
-        return leaderboard.build(self.records, self.metrics, self.suite.get("primary_metric"), self.title)
+        """The leaderboard of the records (built once; records are not changed after load)."""
+        if self._board is None:
+            self._board = leaderboard.build(self.records, self.metrics, self.suite.get("primary_metric"), self.title)
+        return self._board
 
     def run_dir(self, rec: dict) -> Path:
         return self.out / "runs" / rec["run_id"]
+
+    def snapshot(self, rec: dict) -> dict:
+        """A run's snapshot arrays ({} if it has none), read once per report."""
+        if rec["run_id"] not in self._snapshots:
+            path = self.run_dir(rec) / snapshot.SNAPSHOT
+            self._snapshots[rec["run_id"]] = snapshot.load(path) if path.is_file() else {}
+        return self._snapshots[rec["run_id"]]
 
 
 def load(out: Path) -> Results:
@@ -71,18 +83,15 @@ def projection(results: Results, override: str | None = None) -> str:
     return override or (results.suite.get("report") or {}).get("latent_projection", "pca")
 
 
-def write_tables(results: Results) -> dict[str, Path]:
-    """results.csv, results.json and leaderboard.md."""
-    out = results.out
-    frame = record.results_frame(results.records)
-    record.write_text(out / "results.csv", frame.to_csv(index=False))
-    record.write_text(out / "results.json", frame.to_json(orient="records", indent=2) + "\n")
-    paths = {"csv": out / "results.csv", "json": out / "results.json"}
-    board = results.board()
-    if not board.empty:
-        record.write_text(out / "leaderboard.md", leaderboard.markdown(board) + "\n" + context(results) + "\n")
-        paths["md"] = out / "leaderboard.md"
-    return paths
+TABLES = {"csv": "results.csv", "json": "results.json", "md": "leaderboard.md"}
+
+
+def write_tables(results: Results) -> None:
+    """results.csv, results.json and leaderboard.md (once there is a successful run)."""
+    for fmt, name in TABLES.items():
+        text = render(results, fmt)
+        if text:
+            record.write_text(results.out / name, text)
 
 
 def context(results: Results) -> str:
@@ -108,18 +117,13 @@ def context(results: Results) -> str:
 
 def draw_run(results: Results, rec: dict, projection_name: str | None = None) -> list[Path]:
     """The figures of one run, from its record and snapshot."""
-    path = results.run_dir(rec) / snapshot.SNAPSHOT
-    snap = snapshot.load(path) if path.is_file() else {}
-    return figures.run_figures(results.run_dir(rec), rec, snap, projection(results, projection_name))
+    return figures.run_figures(results.run_dir(rec), rec, results.snapshot(rec),
+                               projection(results, projection_name))
 
 
 def draw_suite(results: Results) -> list[Path]:
     """The comparison figures and one figure per sweep."""
-    snaps = {}
-    for rec in results.records:
-        path = results.run_dir(rec) / snapshot.SNAPSHOT
-        if rec.get("status") == "ok" and path.is_file():
-            snaps[rec["run_id"]] = snapshot.load(path)
+    snaps = {r["run_id"]: results.snapshot(r) for r in results.records if r.get("status") == "ok"}
     folder = results.out / FIGURES
     made = [figures.comparison(folder / "reconstructions.png", results.records, snaps, results.order),
             figures.sample_comparison(folder / "samples.png", results.records, snaps, results.order)]
@@ -129,31 +133,29 @@ def draw_suite(results: Results) -> list[Path]:
     return [p for p in made if p is not None]
 
 
-def build(out: Path, projection_name: str | None = None, redraw_runs: bool = True) -> Results:
-    """Rewrite every table, figure and report.html of a results folder."""
-    from . import html
-
-    results = load(out)
+def build(results: Results, projection_name: str | None = None, redraw_runs: bool = True) -> None:
+    """Rewrite every table, figure and report.html of a loaded results folder."""
     write_tables(results)
     if redraw_runs:
         for rec in results.records:
             if rec.get("status") == "ok":
                 draw_run(results, rec, projection_name)
     draw_suite(results)
-    record.write_text(results.out / "report.html", html.render(results))
-    return results
+    record.write_text(results.out / "report.html", render(results, "html"))
 
 
 def render(results: Results, fmt: str) -> str:
-    """The leaderboard or the run table in one of the text formats."""
+    """One of the text formats: the markdown leaderboard (empty before any successful
+    run), the per-run table as CSV or JSON, or the HTML page."""
     if fmt == "md":
-        return leaderboard.markdown(results.board())
+        board = results.board()
+        return "" if board.empty else leaderboard.markdown(board) + "\n" + context(results) + "\n"
     if fmt == "csv":
         return record.results_frame(results.records).to_csv(index=False)
     if fmt == "json":
         return record.results_frame(results.records).to_json(orient="records", indent=2) + "\n"
     if fmt == "html":
-        from . import html
+        from . import html  # html imports this module
 
         return html.render(results)
     raise ValueError(f"unknown format {fmt!r}")

@@ -106,8 +106,9 @@ def run_suite(suite: Suite, registry: Registry, out: Path, device_name: str = "a
         report.write_tables(results)
         if rec["status"] == "ok":
             _report_step(console, "figures", lambda: report.draw_run(results, rec))
-    _report_step(console, "report", lambda: report.build(out, redraw_runs=False))
-    board = report.load(out).board()
+    results = report.load(out)
+    _report_step(console, "report", lambda: report.build(results, redraw_runs=False))
+    board = results.board()
     if not board.empty:
         console.print(leaderboard.rich_table(
             dataclasses.replace(board, title=f"{suite.name}: leaderboard (sorted by {suite.primary_metric})"),
