@@ -1,15 +1,33 @@
 """genbench: compare generative image models under an equal compute budget.
 
-The names below are the public plugin API; see README.md, "Writing a plugin".
+The names below are the public plugin API; see README.md, "Writing a plugin". They are
+imported on first use, so ``import genbench`` (and the ``genbench`` command's start,
+before it handles Ctrl-C) does not import torch.
 """
 
-from .data import Dataset, ImageSet
-from .hookspecs import hookimpl
-from .metrics import EvalContext, EvalOptions, Metric
-from .model import Batch, Capability, DataInfo, Model, NoOptions, Step
-from .options import option
+from __future__ import annotations
+
+import importlib
 
 __version__ = "0.1.0"
 
-__all__ = ["Batch", "Capability", "DataInfo", "Dataset", "EvalContext", "EvalOptions", "ImageSet", "Metric",
-           "Model", "NoOptions", "Step", "hookimpl", "option", "__version__"]
+_API = {
+    "Dataset": "data", "ImageSet": "data", "hookimpl": "hookspecs", "EvalContext": "metrics",
+    "EvalOptions": "metrics", "Metric": "metrics", "Batch": "model", "Capability": "model",
+    "DataInfo": "model", "Model": "model", "NoOptions": "model", "Step": "model", "option": "options",
+}
+
+__all__ = sorted(_API) + ["__version__"]
+
+
+def __getattr__(name: str):
+    module = _API.get(name)
+    if module is None:
+        raise AttributeError(f"module 'genbench' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_API))

@@ -7,34 +7,45 @@ import json
 import sys
 from pathlib import Path
 
-from rich.console import Console
-from rich.table import Table
-
 from . import __version__
 from .errors import UserError, did_you_mean
-from .options import describe
+
+# Heavy modules (torch, rich, pandas) are imported inside the commands, after main()
+# has taken over Ctrl-C, so an interrupt at any moment is one line and exit 130.
 
 FORMATS = ("rich", "md", "csv", "json", "html")  # of `genbench report`
+INTERRUPTED = "genbench: interrupted; finished runs are saved (continue with --resume)\n"
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = _parser()
-    args = parser.parse_args(argv)
-    err = Console(stderr=True)
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        sys.stderr.write(INTERRUPTED)
+        return 130
+
+
+def _main(argv: list[str] | None) -> int:
+    args = _parser().parse_args(argv)
+    from . import messages
+
+    err = messages.console(stderr=True)
     try:
         from .pluginmanager import get_registry
 
         registry = get_registry()
         for warning in registry.warnings:
-            err.print(f"[yellow]genbench: warning:[/] {warning}", highlight=False, soft_wrap=True)
+            err.print(messages.warning(warning), soft_wrap=True)
         return args.func(args, registry)
     except UserError as e:
         for line in e.lines:
-            err.print(f"[red]genbench: error:[/] {line}", highlight=False, soft_wrap=True)
+            err.print(messages.error(line), soft_wrap=True)
         return e.exit_code
-    except KeyboardInterrupt:
-        err.print("genbench: interrupted; finished runs are saved (continue with --resume)")
-        return 130
+    except OSError as e:  # a file that could not be read or written: say which, no traceback
+        from .files import describe_os_error
+
+        err.print(messages.error(describe_os_error(e)), soft_wrap=True)
+        return 2
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -93,7 +104,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def cmd_run(args, registry) -> int:
-    from .config import load_suite, slug
+    from .config import load_suite
+    from .files import slug
     from .runner import run_suite
 
     suite = load_suite(args.suite, registry)
@@ -102,52 +114,69 @@ def cmd_run(args, registry) -> int:
 
 
 def cmd_report(args, registry) -> int:
-    from . import leaderboard, report
+    from . import files, leaderboard, messages, report
 
     results = report.load(Path(args.dir))
+    err = messages.console(stderr=True)
     if not args.no_write:
-        with Console(stderr=True).status(f"rebuilding the report of {args.dir}"):
-            report.build(results, args.projection)
+        try:
+            lock = files.FolderLock(results.out, "report").acquire()
+        except files.OutputError as e:
+            e.lines[-1] += " (use --no-write to only print)"
+            raise
+        try:
+            with err.status(f"rebuilding the report of {messages.escape(args.dir)}"):
+                report.build(results, args.projection)
+        finally:
+            lock.release()
+    results.board()  # its warnings (pooled settings, repeated seeds) belong with the others
+    for warning in results.warnings:
+        err.print(messages.warning(warning), soft_wrap=True)
     if args.format == "rich":
-        console = Console()
+        console = messages.console()
         board = results.board()
         if not board.empty:
             console.print(leaderboard.rich_table(board, width=console.width))
         if not args.no_write:
-            console.print(f"Report: {results.out / 'report.html'}", highlight=False, soft_wrap=True)
+            console.print(f"Report: {messages.escape(str(results.out / 'report.html'))}", soft_wrap=True)
     else:
         sys.stdout.write(report.render(results, args.format))
     return 0
 
 
 def cmd_compare(args, registry) -> int:
-    from . import compare, report
+    from . import compare, messages, report
 
     a, b = report.load(Path(args.dir_a)), report.load(Path(args.dir_b))
     out = compare.render(a, b, args.format)
+    err = messages.console(stderr=True)
+    for results in (a, b):
+        for warning in results.warnings:
+            err.print(messages.warning(warning), soft_wrap=True)
     if isinstance(out, str):
         sys.stdout.write(out)
     else:
-        Console().print(out)
+        messages.console().print(out)
     return 0
 
 
 def cmd_validate(args, registry) -> int:
     import torch
 
+    from . import messages
     from .config import load_suite
     from .runner import load_data
 
-    console, problems = Console(), []
+    console, problems = messages.console(), []
     for path in args.suites:
         try:
             suite = load_suite(path, registry)
             if not args.no_data:
                 data = load_data(suite, registry, torch.device("cpu"), download=False)
-            console.print(f"{path}: ok: suite '{suite.name}', {len(suite.runs)} runs "
-                          f"({len({r.label for r in suite.runs})} configurations x {len(suite.seeds)} seeds)"
-                          + ("" if args.no_data else f", {len(data.train)} training images"),
-                          highlight=False, soft_wrap=True)
+            console.print(messages.escape(
+                f"{path}: ok: suite '{suite.name}', {len(suite.runs)} runs "
+                f"({len({r.label for r in suite.runs})} configurations x {len(suite.seeds)} seeds)"
+                + ("" if args.no_data else f", {len(data.train)} training images")), soft_wrap=True)
         except UserError as e:
             problems.extend(e.lines if e.lines[0].startswith(path) else [f"{path}: {l}" for l in e.lines])
     if problems:
@@ -156,6 +185,10 @@ def cmd_validate(args, registry) -> int:
 
 
 def cmd_plugins(args, registry) -> int:
+    from rich.table import Table
+
+    from .messages import console as make_console, escape
+
     info = _plugin_info(registry)
     if args.model or args.dataset:
         kind, name = ("models", args.model) if args.model else ("datasets", args.dataset)
@@ -165,30 +198,33 @@ def cmd_plugins(args, registry) -> int:
         if args.json:
             print(json.dumps(entry, indent=2))
             return 0
-        table = Table(title=f"{kind[:-1]} '{name}': {entry['description']} ({entry['distribution']} "
-                      f"{entry['version']})", title_justify="left")
+        table = Table(title=escape(f"{kind[:-1]} '{name}': {entry['description']} ({entry['distribution']} "
+                                   f"{entry['version']})"), title_justify="left")
         for col in ("option", "type", "default", "help"):
             table.add_column(col)
         for o in entry["options"]:
-            table.add_row(o["name"], o["type"], "(required)" if o["required"] else repr(o["default"]), o["help"])
-        Console().print(table)
+            table.add_row(*map(escape, (o["name"], o["type"], "(required)" if o["required"] else repr(o["default"]),
+                                        o["help"])))
+        make_console().print(table)
         return 0
     if args.json:
         print(json.dumps(info, indent=2))
         return 0
-    console = Console()
+    console = make_console()
     for kind, extra in (("models", "capabilities"), ("datasets", None), ("metrics", "requires")):
         table = Table(title=kind.capitalize(), title_justify="left")
         for col in ["name", "description"] + ([extra] if extra else []) + ["provided by"]:
             table.add_column(col)
         for e in info[kind]:
             cells = [e["name"], e["description"]] + ([", ".join(e[extra]) or "-"] if extra else [])
-            table.add_row(*cells, f"{e['distribution']} {e['version']}".strip())
+            table.add_row(*map(escape, [*cells, f"{e['distribution']} {e['version']}".strip()]))
         console.print(table)
     return 0
 
 
 def _plugin_info(registry) -> dict:
+    from .options import describe
+
     def source(kind, name):
         s = registry.sources[(kind, name)]
         return {"plugin": s.plugin, "distribution": s.distribution, "version": s.version}

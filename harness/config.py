@@ -10,8 +10,8 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import itertools
+import math
 import json
-import re
 from pathlib import Path
 from typing import Any, Literal, Optional
 
@@ -19,6 +19,7 @@ import yaml
 
 from . import options as opt
 from .errors import ConfigErrors, did_you_mean
+from .files import slug
 from .metrics import EvalOptions
 from .options import option
 from .pluginmanager import Registry
@@ -73,7 +74,7 @@ class SuiteFile:
     budget: dict = option(help="the equal budget each run gets; the first limit reached ends training")
     runs: list = option(help="the models to compare (RunEntry each)")
     description: str = option("", "one line for reports")
-    seeds: tuple[int, ...] = option((0,), "one run per seed per configuration")
+    seeds: tuple[int, ...] = option((0,), "one run per seed per configuration", min=0, max=2**63 - 1)
     batch_size: int = option(128, "training batch size", min=1)
     metrics: tuple[str, ...] = option(("bce", "kl"), "metrics to compute, by registered name")
     primary_metric: Optional[str] = option(None, "leaderboard sort key (default: first metric)")
@@ -149,25 +150,30 @@ def config_hash(config: dict) -> str:
     return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()
 
 
-def slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.=-]+", "_", text).strip("_")[:80] or "run"
-
-
 def load_suite(path: str | Path, registry: Registry) -> Suite:
     """Read, validate and expand a suite file; raise ConfigErrors listing every problem."""
     path = Path(path)
     name = str(path)
     if not path.is_file():
         raise ConfigErrors(f"{name}: no such suite file" if not path.exists() else f"{name}: not a file")
-    text = path.read_text(encoding="utf-8")
     try:
-        data = yaml.safe_load(text)
-        lines = _line_map(yaml.compose(text))
+        if path.stat().st_size > MAX_FILE_BYTES:
+            raise ConfigErrors(f"{name}: {path.stat().st_size} bytes; a suite file may have at most "
+                               f"{MAX_FILE_BYTES // 1024} KiB")
+        text = path.read_text(encoding="utf-8")
+    except OSError as err:
+        raise ConfigErrors(f"{name}: cannot be read: {err.strerror or type(err).__name__}") from None
+    except UnicodeDecodeError as err:
+        raise ConfigErrors(f"{name}: not UTF-8 text (byte {err.start})") from None
+    try:
+        data, lines = _parse(text)
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
         problem = getattr(err, "problem", None) or str(err).splitlines()[0]
         raise ConfigErrors(f"{name}: YAML syntax error: {problem}{where}") from None
+    except _TooLarge as err:
+        raise ConfigErrors(f"{name}: {err}") from None
     errors: list[tuple[tuple, str]] = []
     suite = _validate(data, registry, errors)
     if errors:
@@ -183,6 +189,58 @@ def _format(file: str, path: tuple, message: str, lines: dict) -> str:
             break
     where = opt.format_path(path) or "(top level)"
     return f"{file}: {where}: {message}" + (f" (line {line})" if line else "")
+
+
+MAX_FILE_BYTES = 1024 * 1024
+MAX_NODES = 100_000   # values in the file with every alias expanded; real suites have hundreds
+MAX_RUNS = 10_000     # runs one suite may expand to (configurations x seeds)
+
+
+class _TooLarge(ValueError):
+    pass
+
+
+def _parse(text: str):
+    """The file's data and a line map, after bounding the work that aliases can multiply.
+
+    The node graph is composed once (aliases share nodes, so this is cheap); its size
+    with every alias expanded is counted with memoisation before anything walks it.
+    """
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None, {}
+        size = _expanded_size(node, {}, set())
+        if size > MAX_NODES:
+            raise _TooLarge(f"expands to {size:,} values through YAML aliases, more than the limit of "
+                            f"{MAX_NODES:,}; write the values out or use fewer aliases")
+        return loader.construct_document(node), _line_map(node)
+    finally:
+        loader.dispose()
+
+
+def _expanded_size(node, sizes: dict, active: set) -> int:
+    key = id(node)
+    if key in sizes:
+        return sizes[key]
+    if key in active:
+        raise _TooLarge(f"a YAML alias refers to a value that contains it (line {node.start_mark.line + 1})")
+    active.add(key)
+    total = 1
+    if isinstance(node, yaml.MappingNode):
+        for k, v in node.value:
+            total += _expanded_size(k, sizes, active) + _expanded_size(v, sizes, active)
+            if total > MAX_NODES:
+                break  # the exact size does not matter past the limit
+    elif isinstance(node, yaml.SequenceNode):
+        for item in node.value:
+            total += _expanded_size(item, sizes, active)
+            if total > MAX_NODES:
+                break
+    active.discard(key)
+    sizes[key] = total
+    return total
 
 
 def _line_map(node, path=(), out=None) -> dict:
@@ -223,6 +281,12 @@ def _validate(data: Any, reg: Registry, errors: list) -> Suite | None:
     dataset_options = _check_dataset(dataset, reg, errors)
     _check_budget(budget, errors)
     metrics, primary = _check_metrics(top, data, reg, errors)
+    if top is not None:
+        for i, seed in enumerate(top.seeds):
+            if seed in top.seeds[:i]:
+                errors.append((("seeds", i), f"seed {seed} is listed twice; each seed gives one run"))
+        if not top.runs:
+            errors.append((("runs",), "list at least one run (a model to train)"))
     runs = _expand_runs(data.get("runs"), top.seeds if top else (0,), reg, errors)
     if errors or top is None:
         return None
@@ -284,6 +348,7 @@ def _expand_runs(entries: Any, seeds: tuple[int, ...], reg: Registry, errors: li
     if not isinstance(entries, list):
         return ()  # the missing or mistyped field is already reported by SuiteFile
     configs: list[tuple[str, str, Any]] = []
+    total = 0
     for i, raw in enumerate(entries):
         entry, errs = opt.build(RunEntry, raw, ("runs", i))
         errors.extend(errs)
@@ -306,6 +371,13 @@ def _expand_runs(entries: Any, seeds: tuple[int, ...], reg: Registry, errors: li
                 bad_sweep = True
         if bad_sweep:
             continue
+        count = math.prod(len(v) for v in entry.sweep.values()) * max(1, len(seeds))
+        if total + count > MAX_RUNS:
+            errors.append((("runs", i) + (("sweep",) if entry.sweep else ()),
+                           f"the suite expands to more than {MAX_RUNS:,} runs (configurations x "
+                           f"{len(seeds)} seeds) by this entry; split it into several suites"))
+            break
+        total += count
         keys = list(entry.sweep)
         for combo in itertools.product(*(entry.sweep[k] for k in keys)) if keys else [()]:
             swept = dict(zip(keys, combo))

@@ -12,6 +12,7 @@ import gzip
 import os
 import socket
 import struct
+import zlib
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import ClassVar
@@ -53,6 +54,10 @@ class ImageSet:
 
 class DataNotFound(UserError):
     """No files for a data set in any of the places searched."""
+
+
+class DataError(UserError):
+    """A data file exists but is broken: truncated, not IDX, the wrong shape or count."""
 
 
 class Dataset:
@@ -122,19 +127,36 @@ def _with_gz(path: Path) -> Path | None:
     return None
 
 
+MAX_IDX_BYTES = 4 * 2**30  # what one IDX file may declare; MNIST's largest is 47 MB
+
+
 def read_idx(path: Path) -> np.ndarray:
-    """Read an IDX file (the MNIST format), gzipped or not, into a NumPy array."""
+    """Read an IDX file (the MNIST format), gzipped or not, into a NumPy array.
+
+    Raises :class:`DataError` naming the file for anything unreadable or inconsistent.
+    """
+    path = Path(path)
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as f:
-        data = f.read()
-    zero, dtype_code, ndim = data[0:2], data[2], data[3]
+    try:
+        with opener(path, "rb") as f:
+            data = f.read()
+    except (EOFError, gzip.BadGzipFile, zlib.error) as err:
+        raise DataError(f"{path}: broken gzip file ({err or 'truncated'}); download it again") from None
+    except OSError as err:
+        raise DataError(f"{path}: cannot be read: {err.strerror or err}") from None
     dtypes = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
-    if zero != b"\x00\x00" or dtype_code not in dtypes:
-        raise ValueError(f"{path}: not an IDX file")
+    if len(data) < 4 or data[0:2] != b"\x00\x00" or data[2] not in dtypes or data[3] == 0:
+        raise DataError(f"{path}: not an IDX file (bad header {data[:4].hex() or 'empty'})")
+    ndim, dtype = data[3], np.dtype(dtypes[data[2]])
+    if len(data) < 4 + 4 * ndim:
+        raise DataError(f"{path}: truncated IDX header ({ndim} dimensions declared)")
     shape = struct.unpack(f">{ndim}I", data[4:4 + 4 * ndim])
-    array = np.frombuffer(data, dtype=dtypes[dtype_code], offset=4 + 4 * ndim)
-    if array.size != int(np.prod(shape)):
-        raise ValueError(f"{path}: expected {np.prod(shape)} values, found {array.size}")
+    expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    found = len(data) - 4 - 4 * ndim
+    if expected > MAX_IDX_BYTES or found != expected:
+        raise DataError(f"{path}: header declares shape {tuple(shape)} ({expected} bytes of data), "
+                        f"the file holds {found}; truncated or not this format")
+    array = np.frombuffer(data, dtype=dtype, offset=4 + 4 * ndim)
     return array.reshape(shape).astype(array.dtype.newbyteorder("="))
 
 
@@ -192,10 +214,33 @@ def to_float(images: Tensor) -> Tensor:
 VALIDATION_SEED = 1234  # fixed, so every run and seed shares one validation split
 
 
+def load_split(dataset: Dataset, split: str, root: Path | None, download: bool) -> ImageSet:
+    """One split from a data set plugin; any failure is one line naming the data set."""
+    try:
+        images = dataset.load(split, root, download)
+    except UserError:
+        raise
+    except Exception as err:  # a plugin's bug or a file it could not handle: no traceback
+        raise DataError(f"data set '{dataset.name}': the {split} split could not be loaded: "
+                        f"{type(err).__name__}: {err}") from None
+    if not isinstance(images, ImageSet):
+        raise DataError(f"data set '{dataset.name}': load() returned {type(images).__name__}, not an ImageSet")
+    if dataset.class_names and len(images) and not (
+            0 <= int(images.labels.min()) and int(images.labels.max()) < len(dataset.class_names)):
+        raise DataError(f"data set '{dataset.name}' ({split}): labels outside 0..{len(dataset.class_names) - 1}")
+    if not len(images):
+        raise DataError(f"data set '{dataset.name}': the {split} split is empty")
+    return images
+
+
 def prepare(dataset: Dataset, config, device: torch.device, download: bool = True) -> DeviceData:
     """Load a suite's data once: split, subset, move to the device."""
-    train = dataset.load("train", Path(config.root) if config.root else None, download)
-    eval_set = dataset.load("test", Path(config.root) if config.root else None, download)
+    root = Path(config.root) if config.root else None
+    train = load_split(dataset, "train", root, download)
+    eval_set = load_split(dataset, "test", root, download)
+    if train.images.shape[1:] != eval_set.images.shape[1:]:
+        raise DataError(f"data set '{dataset.name}': train images are {tuple(train.images.shape[1:])}, "
+                        f"test images {tuple(eval_set.images.shape[1:])}")
     if config.validation:
         if config.validation >= len(train):
             raise UserError(f"dataset.validation: {config.validation} is not below the "

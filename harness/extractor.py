@@ -78,7 +78,8 @@ def load(spec: ExtractorSpec, device: torch.device | str = "cpu") -> DomainNet:
         actual = file_sha256(spec.path)
         if actual != spec.sha256:
             raise ExtractorMismatch(f"{spec.path} has sha256 {actual}, expected {spec.sha256}")
-        net = DomainNet(spec.in_channels, spec.num_classes)
+        with torch.random.fork_rng(devices=[]):  # the random init must not move anyone's stream
+            net = DomainNet(spec.in_channels, spec.num_classes)
         net.load_state_dict(torch.load(spec.path, map_location="cpu", weights_only=True))
         _loaded[key] = net.eval().to(device)
     return _loaded[key]

@@ -15,7 +15,7 @@ import torch
 from matplotlib.figure import Figure
 
 from .leaderboard import Board, header
-from .record import write_bytes
+from .files import write_bytes
 
 DPI = 110
 
@@ -61,19 +61,29 @@ def _title(rec: dict) -> str:
 
 # -- one run -----------------------------------------------------------------------
 
+def _run_figures(rec: dict, snap: dict) -> list[tuple[str, object]]:
+    """(file name, drawing function) of every figure that applies to one run."""
+    out = [("losses.png", lambda p: losses(p, rec))] if rec.get("history") else []
+    table = [("reconstructions", "reconstructions.png", reconstructions), ("samples", "samples.png", samples),
+             ("latent_mean", "latent.png", None), ("interpolation", "interpolation.png", interpolation),
+             ("manifold", "manifold.png", manifold)]
+    for key, name, draw in table:
+        if key in snap:
+            out.append((name, (lambda p, d=draw: d(p, rec, snap)) if draw else None))
+    return out
+
+
+def run_figure_paths(run_dir: Path, rec: dict, snap: dict) -> list[Path]:
+    """The files :func:`run_figures` writes for this run."""
+    return [run_dir / name for name, _ in _run_figures(rec, snap)]
+
+
 def run_figures(run_dir: Path, rec: dict, snap: dict, projection: str = "pca") -> list[Path]:
     """Every figure that applies to one run, written into ``run_dir``."""
-    out = [losses(run_dir / "losses.png", rec)] if rec.get("history") else []
-    if "reconstructions" in snap:
-        out.append(reconstructions(run_dir / "reconstructions.png", rec, snap))
-    if "samples" in snap:
-        out.append(samples(run_dir / "samples.png", rec, snap))
-    if "latent_mean" in snap:
-        out.append(latent(run_dir / "latent.png", rec, snap, projection))
-    if "interpolation" in snap:
-        out.append(interpolation(run_dir / "interpolation.png", rec, snap))
-    if "manifold" in snap:
-        out.append(manifold(run_dir / "manifold.png", rec, snap))
+    out = []
+    for name, draw in _run_figures(rec, snap):
+        path = run_dir / name
+        out.append(latent(path, rec, snap, projection) if draw is None else draw(path))
     return out
 
 

@@ -51,6 +51,9 @@ def render(results: Results) -> str:
     for row in board.rows:
         parts.append(_configuration(results, row))
     parts.append(_failed(results))
+    if results.warnings:
+        items = "".join(f"<li>{_e(w)}</li>" for w in results.warnings)
+        parts.append(f"<h2 id='warnings'>Warnings</h2><ul class='note'>{items}</ul>")
     parts.append("<h2 id='setup'>Setup</h2>")
     parts.append(f"<pre>{_e(yaml.safe_dump(suite, sort_keys=False))}</pre>" if suite else "")
     versions = ", ".join(f"{k} {v}" for k, v in (results.env.get("versions") or {}).items() if v)
@@ -112,18 +115,17 @@ def _figures(items: list[tuple[Path, str]], heading: str) -> str:
 
 
 def _configuration(results: Results, row: leaderboard.Row) -> str:
-    runs = sorted((r for r in results.records if r["label"] == row.label and r.get("status") == "ok"),
-                  key=lambda r: r["seed"])
+    runs = row.runs
     shown = runs[0]
     options = ", ".join(f"{k}={v}" for k, v in row.options.items()) or "defaults"
     out = [f"<h3 id='{_e(shown['run_id'])}'>{_e(row.label)}</h3>",
            f"<p>model <code>{_e(row.model)}</code>; options <code>{_e(options)}</code>; "
-           f"{len(runs)} seed(s). Figures from seed {shown['seed']} (<code>runs/{_e(shown['run_id'])}/</code>).</p>"]
+           f"{len(runs)} seed(s). Figures from seed {_e(shown['seed'])} (<code>runs/{_e(shown['run_id'])}/</code>).</p>"]
     metrics = [m for m in results.metrics if any((r.get("metrics") or {}).get(m) is not None for r in runs)]
     if metrics:
         info = results.board().info
         head = "".join(f"<th>{_e(leaderboard.header(m, info))}</th>" for m in metrics)
-        body = "".join("<tr><td>" + str(r["seed"]) + "</td>" + "".join(
+        body = "".join("<tr><td>" + _e(r["seed"]) + "</td>" + "".join(
             f"<td>{_e(_fmt(r['metrics'].get(m)))}</td>" for m in metrics) + "</tr>" for r in runs)
         out.append(f"<table class='per-seed'><thead><tr><th>seed</th>{head}</tr></thead><tbody>{body}</tbody></table>")
     run_dir = results.run_dir(shown)
@@ -139,6 +141,6 @@ def _failed(results: Results) -> str:
     failed = [r for r in results.records if r.get("status") != "ok"]
     if not failed:
         return ""
-    items = "".join(f"<li><strong>{_e(r['label'])}</strong> seed {r['seed']}: {_e(r.get('error', r.get('status')))} "
+    items = "".join(f"<li><strong>{_e(r['label'])}</strong> seed {_e(r['seed'])}: {_e(r.get('error', r.get('status')))} "
                     f"(<code>runs/{_e(r['run_id'])}/error.log</code>)</li>" for r in failed)
     return f"<h2 id='failed' class='failed'>Failed runs</h2><ul>{items}</ul>"

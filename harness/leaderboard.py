@@ -7,7 +7,9 @@ it (Welch's t-test), so that a reader does not take noise for a ranking.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
+import re
 
 from rich.markup import escape
 from rich.table import Table
@@ -38,6 +40,7 @@ class Row:
     train_seconds: float
     train_steps: float
     cells: dict[str, Cell]
+    runs: list[dict] = dataclasses.field(default_factory=list, repr=False)  # by seed
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,6 +50,7 @@ class Board:
     primary: str | None
     info: dict[str, dict]  # metric -> unit, higher_is_better
     rows: list[Row]
+    notes: list[str] = dataclasses.field(default_factory=list)  # runs kept apart or left out, and why
 
     @property
     def empty(self) -> bool:
@@ -67,9 +71,7 @@ def build(records: list[dict], metrics: list[str], primary: str | None, title: s
     ok = [r for r in records if r.get("status") == "ok"]
     info = metric_info(ok)
     metrics = [m for m in metrics if any(m in (r.get("metrics") or {}) for r in ok)]
-    groups: dict[str, list[dict]] = {}
-    for r in ok:
-        groups.setdefault(r["label"], []).append(r)
+    groups, notes = group_runs(ok)
     summaries = {label: {m: stats.summarize([(r["metrics"] or {}).get(m) for r in runs]) for m in metrics}
                  for label, runs in groups.items()}
     marks = {m: _marks({label: s[m] for label, s in summaries.items()}, info.get(m, {})) for m in metrics}
@@ -78,12 +80,54 @@ def build(records: list[dict], metrics: list[str], primary: str | None, title: s
         used = [r.get("budget_used") or {} for r in runs]
         rows.append(Row(label, runs[0]["model"], len(runs), runs[0].get("options") or {},
                         _mean(u.get("seconds") for u in used), _mean(u.get("steps") for u in used),
-                        {m: Cell(summaries[label][m], *marks[m].get(label, (False, False))) for m in metrics}))
+                        {m: Cell(summaries[label][m], *marks[m].get(label, (False, False))) for m in metrics},
+                        runs))
     if primary in metrics:
         sign = -1 if info.get(primary, {}).get("higher_is_better") else 1
         rows.sort(key=lambda r: (math.isnan(r.cells[primary].summary.mean),
                                  sign * _nan_to(r.cells[primary].summary.mean, 0.0)))
-    return Board(title, metrics, primary, info, rows)
+    return Board(title, metrics, primary, info, rows, notes)
+
+
+# Record fields that change a run's numbers, besides its seed: runs that differ in any
+# are never pooled into one mean, whatever their labels say.
+SETTINGS = ("model", "options", "dataset", "eval_split", "budget", "batch_size", "evaluation")
+VERSIONS = ("genbench", "torch", "torchvision", "torch-fidelity", "numpy")
+
+
+def settings_key(rec: dict) -> str:
+    versions = rec.get("versions") or {}
+    key = {k: rec.get(k) for k in SETTINGS}
+    key["versions"] = {v: versions.get(v) for v in VERSIONS}
+    key["device"] = str(rec.get("device") or "").split(":")[0]
+    return json.dumps(key, sort_keys=True, default=str)
+
+
+def group_runs(records: list[dict]) -> tuple[dict[str, list[dict]], list[str]]:
+    """Runs by configuration: one group per label and settings, one run per seed.
+
+    A label whose runs were made with different settings (a crafted or hand-merged
+    folder) gets one row per setting; a seed seen twice in one group counts once
+    (the newest record).
+    """
+    by_label: dict[str, dict[str, list[dict]]] = {}
+    for r in records:
+        by_label.setdefault(r["label"], {}).setdefault(settings_key(r), []).append(r)
+    groups, notes = {}, []
+    for label, settings in by_label.items():
+        if len(settings) > 1:
+            notes.append(f"configuration '{label}' has runs of {len(settings)} different settings (budget, "
+                         f"data, options, evaluation or versions); they are shown as separate rows, never pooled")
+        for n, runs in enumerate(settings.values(), 1):
+            newest: dict[int, dict] = {}
+            for r in sorted(runs, key=lambda r: str(r.get("finished") or "")):
+                newest[r["seed"]] = r
+            if len(newest) < len(runs):
+                notes.append(f"configuration '{label}': {len(runs) - len(newest)} repeated seed(s); "
+                             f"each seed counts once (its newest run)")
+            name = label if n == 1 else f"{label} (settings {n})"
+            groups[name] = sorted(newest.values(), key=lambda r: r["seed"])
+    return groups, notes
 
 
 def _marks(column: dict[str, stats.Summary], meta: dict) -> dict[str, tuple[bool, bool]]:
@@ -126,8 +170,17 @@ def legend(board: Board, markup: str = "md") -> str:
             f"(Welch's t-test, p ≥ {stats.ALPHA}); - not applicable.")
 
 
-def table_rows(board: Board, metrics: list[str] | None = None, bold=("**", "**")) -> list[list[str]]:
-    """Cells as text, the best values wrapped in ``bold``."""
+def md_escape(text) -> str:
+    """Text that stays literal inside a GitHub markdown table cell or paragraph."""
+    text = " ".join(str(text).split())  # a newline would end the table row
+    # the characters that can start markup anywhere in a line (links, emphasis, code, HTML,
+    # strikethrough, entities, cell borders)
+    return re.sub(r"([\\`*_\[\]|~<>&])", r"\\\1", text)
+
+
+def table_rows(board: Board, metrics: list[str] | None = None, bold=("**", "**"),
+               text=str) -> list[list[str]]:
+    """Cells as text (labels through ``text``), the best values wrapped in ``bold``."""
     metrics = board.metrics if metrics is None else metrics
     out = []
     for i, row in enumerate(board.rows):
@@ -135,7 +188,7 @@ def table_rows(board: Board, metrics: list[str] | None = None, bold=("**", "**")
         for m in metrics:
             cell = row.cells[m]
             cells.append(f"{bold[0]}{cell.text()}{bold[1]}" if cell.best else cell.text())
-        out.append([str(i + 1), row.label, row.model, str(row.seeds), *cells,
+        out.append([str(i + 1), text(row.label), text(row.model), str(row.seeds), *cells,
                     f"{row.train_seconds:.1f}", f"{row.train_steps:.0f}"])
     return out
 
@@ -148,10 +201,12 @@ def table_headers(board: Board, metrics: list[str] | None = None, unit: bool = T
 
 def markdown(board: Board) -> str:
     """GitHub-flavoured markdown: a title, the table and its legend."""
-    table = tabulate(table_rows(board), headers=table_headers(board), tablefmt="github",
-                     disable_numparse=True)
-    terms = "\n".join(f"- **{name}**: {text}" for name, text in glossary(board) if text)
-    return f"# {board.title}\n\n{table}\n\n{legend(board)}\n" + (f"\n{terms}\n" if terms else "")
+    table = tabulate(table_rows(board, text=md_escape), headers=[md_escape(h) for h in table_headers(board)],
+                     tablefmt="github", disable_numparse=True)
+    terms = "\n".join(f"- **{md_escape(name)}**: {md_escape(text)}" for name, text in glossary(board) if text)
+    notes = "\n".join(f"- Note: {md_escape(n)}" for n in board.notes)
+    return (f"# {md_escape(board.title)}\n\n{table}\n\n{legend(board)}\n" + (f"\n{terms}\n" if terms else "")
+            + (f"\n{notes}\n" if notes else ""))
 
 
 def glossary(board: Board) -> list[tuple[str, str]]:

@@ -9,8 +9,10 @@ the real evaluation split are computed once per suite.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
+import hashlib
 import math
 import re
 from collections.abc import Callable
@@ -20,6 +22,7 @@ import torch
 from torch import Tensor
 
 from .data import DeviceData, to_float
+from . import outputs
 from .model import Capability, Model
 from .options import option
 
@@ -107,24 +110,39 @@ class EvalContext:
     def _batched(self, fn, *tensors):
         return [fn(*(t[i:i + self.batch_size] for t in tensors)) for i in range(0, len(tensors[0]), self.batch_size)]
 
+    @property
+    def device(self) -> torch.device:
+        return self.images.device
+
+    def _reconstruct(self, x: Tensor, y: Tensor) -> Tensor:
+        out = self.model.reconstruct(x, self._cond(y))
+        return outputs.images(self.model, "reconstruct", out, len(x), self.data.info.image_shape, self.device)
+
     @functools.cached_property
     def reconstructions(self) -> Tensor:
-        """``model.reconstruct`` of the evaluation split, in [0, 1]."""
-        out = self._batched(lambda x, y: self.model.reconstruct(x, self._cond(y)), self.images, self.labels)
-        return torch.cat(out).clamp_(0.0, 1.0)
+        """``model.reconstruct`` of the evaluation split, checked to be images in [0, 1]."""
+        return torch.cat(self._batched(self._reconstruct, self.images, self.labels))
+
+    def _posterior(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+        return outputs.posterior(self.model, self.model.posterior(x, self._cond(y)), len(x), self.device)
 
     @functools.cached_property
     def posterior(self) -> tuple[Tensor, Tensor]:
         """Posterior means and log-variances of the evaluation split."""
-        parts = self._batched(lambda x, y: self.model.posterior(x, self._cond(y)), self.images, self.labels)
+        parts = self._batched(self._posterior, self.images, self.labels)
         return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
 
     def decode_logits(self, z: Tensor, y: Tensor | None) -> Tensor:
         """Pixel logits (N, pixels); from ``decode`` when the model has no logits method."""
         fn = getattr(self.model, "decode_logits", None)
+        shape = (len(z), self.data.info.num_pixels)
         if fn is not None:
-            return fn(z, self._cond(y) if y is not None else None).flatten(1)
-        return torch.logit(self.model.decode(z, y).flatten(1), eps=1e-6)
+            out = fn(z, self._cond(y) if y is not None else None)
+            out = out.flatten(1) if isinstance(out, Tensor) and out.dim() > 1 else out
+            return outputs.tensor(self.model, "decode_logits", out, shape, self.device, unit_range=False)
+        out = outputs.images(self.model, "decode", self.model.decode(z, y), len(z), self.data.info.image_shape,
+                             self.device)
+        return torch.logit(out.flatten(1), eps=1e-6)
 
     @functools.cached_property
     def sample_labels(self) -> Tensor | None:
@@ -141,8 +159,9 @@ class EvalContext:
         for start in range(0, n, self.batch_size):
             size = min(self.batch_size, n - start)
             labels = None if self.sample_labels is None else self.sample_labels[start:start + size]
-            out.append(self.model.sample(size, labels))
-        return torch.cat(out).clamp_(0, 1).mul_(255).round_().div_(255)
+            out.append(outputs.images(self.model, "sample", self.model.sample(size, labels), size,
+                                      self.data.info.image_shape, self.device))
+        return torch.cat(out).mul_(255).round_().div_(255)
 
     @functools.cached_property
     def sample_features(self) -> tuple[Tensor, Tensor]:
@@ -162,16 +181,36 @@ class EvalContext:
         return self.data.cache[key]
 
 
-def evaluate(model: Model, data: DeviceData, metrics: list[Metric],
-             options: EvalOptions | None = None) -> tuple[dict[str, float | None], dict[str, Any]]:
-    """Score ``model`` on every metric; None where it lacks a capability.
+def derive_seed(seed: int, purpose: str) -> int:
+    """A seed for one purpose of one run (evaluation, figures...), independent of the others."""
+    digest = hashlib.sha256(f"{seed}:{purpose}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") >> 1
 
-    Returns the scores and the details to record (per-metric extras, extractor hash).
+
+@contextlib.contextmanager
+def seeded(device: torch.device, seed: int):
+    """Run a block on torch's random streams seeded with ``seed``, then restore them.
+
+    Whatever ran before (other runs, a feature extractor's initialisation) cannot change
+    what the block draws, and the block cannot change what runs after it.
+    """
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        yield
+
+
+def evaluate(model: Model, data: DeviceData, metrics: list[Metric], options: EvalOptions | None = None,
+             seed: int = 0) -> tuple[dict[str, float | None], dict[str, Any]]:
+    """Score ``model`` on every metric; None where it lacks a capability or gave no finite value.
+
+    Every draw comes from streams seeded by ``seed`` (the run's), so a run's scores do
+    not depend on what ran before it. Returns the scores and the details to record
+    (per-metric extras, the extractor hash, and a reason for every value left empty).
     """
     ctx = EvalContext(model, data, options)
     model.eval()
     scores: dict[str, float | None] = {}
-    with torch.no_grad():
+    with torch.no_grad(), seeded(data.eval.images.device, derive_seed(seed, "evaluation")):
         for metric in metrics:
             if not metric.applies_to(model):
                 scores[metric.name] = None
@@ -180,11 +219,14 @@ def evaluate(model: Model, data: DeviceData, metrics: list[Metric],
             if isinstance(value, tuple):
                 value, ctx.details[metric.name] = value
             value = float(value)
-            scores[metric.name] = value if math.isfinite(value) else float("nan")
+            scores[metric.name] = value if math.isfinite(value) else None
+            if not math.isfinite(value):  # strict JSON has no NaN: null plus the reason
+                ctx.details.setdefault("not_finite", {})[metric.name] = f"the metric gave {value}"
     return scores, ctx.details
 
 
-def subset_evaluator(model: Model, data: DeviceData, metrics: list[Metric], options: EvalOptions):
+def subset_evaluator(model: Model, data: DeviceData, metrics: list[Metric], options: EvalOptions,
+                     seed: int = 0):
     """A function scoring ``model`` on the first ``options.curve_images`` evaluation images.
 
     For training curves: it runs on its own random stream (so training is unaffected)
@@ -197,11 +239,12 @@ def subset_evaluator(model: Model, data: DeviceData, metrics: list[Metric], opti
     subset = data.cache[key]
     sub_options = dataclasses.replace(options, num_samples=n, kid_subset_size=min(options.kid_subset_size, n),
                                       iw_images=min(options.iw_images, n))
-    device = data.eval.images.device
+    calls = [0]
 
     def score() -> dict[str, float | None]:
-        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-            scores, _ = evaluate(model, subset, metrics, sub_options)
+        calls[0] += 1
+        # evaluate() forks the streams, so training goes on exactly as without curves
+        scores, _ = evaluate(model, subset, metrics, sub_options, derive_seed(seed, f"curve{calls[0]}"))
         model.train()
         return scores
     return score

@@ -1,7 +1,8 @@
 """What a suite leaves on disk: run records, the resolved suite, the environment, tables.
 
-Every file is written atomically (a temporary file, then a rename) right after the run
-it belongs to, so a failed run or a killed process loses nothing already computed.
+Every file is written atomically (see ``files``) right after the run it belongs to, so
+a failed run or a killed process loses nothing already computed. Records are read back
+as untrusted data: each is checked against :data:`FIELDS` before anything uses it.
 """
 
 from __future__ import annotations
@@ -10,44 +11,122 @@ import importlib.metadata
 import json
 import os
 import platform
-import tempfile
+import re
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import torch
 
+from . import files
+from .files import write_bytes, write_json, write_text  # noqa: F401  (the writers live in files)
+
 RECORD = "record.json"
-_UMASK = os.umask(0)
-os.umask(_UMASK)
+MAX_RECORD_BYTES = 64 * 2**20  # a record with a long history is well under 1 MB
+STATUSES = ("ok", "failed", "running")
+_METRIC_NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
 
 
-def write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-    os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; results are meant to be shared
-    os.replace(tmp, path)
+def _number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
-def write_text(path: Path, text: str) -> None:
-    write_bytes(path, text.encode("utf-8"))
+def _opt(check):
+    return lambda v: v is None or check(v)
 
 
-def write_json(path: Path, data: Any) -> None:
-    write_text(path, json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
+def _mapping_of(check):
+    return lambda v: isinstance(v, dict) and all(isinstance(k, str) and check(x) for k, x in v.items())
 
 
-def read_records(out: Path) -> list[dict]:
-    """Every run record under ``out/runs``, oldest first."""
+def _list_of(check):
+    return lambda v: isinstance(v, list) and all(check(x) for x in v)
+
+
+_plain = lambda v: v is None or isinstance(v, (str, bool, int, float))  # noqa: E731
+_entry = _mapping_of(lambda x: x is None or _number(x))  # one point of a history
+_meta = _mapping_of(lambda x: _plain(x) or _list_of(lambda s: isinstance(s, str))(x))
+
+# What a reader may rely on: the field, and what its value must be.
+FIELDS = {
+    "run_id": (True, files.safe_part, "a plain folder name"),
+    "label": (True, lambda v: isinstance(v, str) and 0 < len(v) <= 1000, "a non-empty string"),
+    "model": (True, lambda v: isinstance(v, str) and 0 < len(v) <= 200, "a non-empty string"),
+    "seed": (True, lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer"),
+    "status": (True, lambda v: v in STATUSES, f"one of {', '.join(STATUSES)}"),
+    "metrics": (False, _opt(lambda v: _mapping_of(lambda x: x is None or _number(x))(v)
+                            and all(_METRIC_NAME.fullmatch(k) for k in v)), "a mapping of metric names to numbers"),
+    "options": (False, _opt(lambda v: isinstance(v, dict)), "a mapping"),
+    "budget": (False, _opt(_entry), "a mapping of numbers"),
+    "budget_used": (False, _opt(_entry), "a mapping of numbers"),
+    "history": (False, _opt(_list_of(_entry)), "a list of mappings of numbers"),
+    "eval_history": (False, _opt(_list_of(_entry)), "a list of mappings of numbers"),
+    "metric_info": (False, _opt(_mapping_of(_meta)), "a mapping of metric descriptions"),
+    "dataset": (False, _opt(lambda v: isinstance(v, dict)), "a mapping"),
+    "evaluation": (False, _opt(lambda v: isinstance(v, dict)), "a mapping"),
+    "versions": (False, _opt(_mapping_of(_plain)), "a mapping of strings"),
+    "finished": (False, _opt(lambda v: isinstance(v, str)), "a string"),
+    "error": (False, _opt(lambda v: isinstance(v, str)), "a string"),
+    "config_hash": (False, _opt(lambda v: isinstance(v, str)), "a string"),
+}
+
+
+def check_record(data) -> str | None:
+    """What is wrong with a parsed record, or None if a reader can rely on it."""
+    if not isinstance(data, dict):
+        return f"expected a JSON object, found {type(data).__name__}"
+    for name, (required, ok, what) in FIELDS.items():
+        if name not in data:
+            if required:
+                return f"field '{name}' is missing"
+        elif not ok(data[name]):
+            return f"field '{name}' must be {what}, found {_shown(data[name])}"
+    return None
+
+
+def _shown(value) -> str:
+    text = json.dumps(value, default=str)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def load_record(path: Path) -> tuple[dict | None, str | None]:
+    """(record, None), or (None, a one-line problem naming the file)."""
+    try:
+        if path.stat().st_size > MAX_RECORD_BYTES:
+            return None, f"{path}: larger than {MAX_RECORD_BYTES // 2**20} MB; skipped"
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as err:
+        return None, f"{path}: cannot be read ({err.strerror or type(err).__name__}); skipped"
+    except UnicodeDecodeError:
+        return None, f"{path}: not UTF-8 text; skipped"
+    except RecursionError:
+        return None, f"{path}: nested too deeply to be a run record; skipped"
+    except json.JSONDecodeError as err:
+        return None, f"{path}: not valid JSON ({err.msg} at line {err.lineno}; truncated?); skipped"
+    problem = check_record(data)
+    if problem:
+        return None, f"{path}: not a run record: {problem}; skipped"
+    if data["run_id"] != path.parent.name:
+        return None, f"{path}: its run_id {data['run_id']!r} is not its folder's name; skipped"
+    return data, None
+
+
+def read_records(out: Path, warnings: list[str] | None = None) -> list[dict]:
+    """Every valid run record under ``out/runs``, oldest first; a problem per bad one in ``warnings``."""
     records = []
-    for path in sorted((out / "runs").glob(f"*/{RECORD}")):
+    runs = out / "runs"
+    for path in sorted(runs.glob(f"*/{RECORD}")) if runs.is_dir() else []:
         try:
-            records.append(json.loads(path.read_text(encoding="utf-8")))
-        except (OSError, json.JSONDecodeError):
-            continue  # a half-written record cannot exist (atomic writes); skip foreign files
-    return sorted(records, key=lambda r: r.get("finished", ""))
+            files.inside(runs, path.parent.name)
+        except ValueError as err:  # e.g. a symbolic link to a folder elsewhere
+            rec, problem = None, f"{path}: {err}; skipped"
+        else:
+            rec, problem = load_record(path)
+        if rec is not None:
+            records.append(rec)
+        elif warnings is not None:
+            warnings.append(problem)
+    return sorted(records, key=lambda r: str(r.get("finished") or ""))
 
 
 def versions() -> dict[str, str]:

@@ -10,9 +10,10 @@ import dataclasses
 import json
 from pathlib import Path
 
+import pandas as pd
 import yaml
 
-from . import figures, leaderboard, record, snapshot
+from . import figures, files, leaderboard, record, snapshot
 from .errors import UserError
 
 FIGURES = "figures"  # the suite-level figures' folder
@@ -26,6 +27,7 @@ class Results:
     suite: dict
     env: dict
     records: list[dict]
+    warnings: list[str] = dataclasses.field(default_factory=list)  # one line per skipped file
     _snapshots: dict = dataclasses.field(default_factory=dict, repr=False)
     _board: leaderboard.Board | None = dataclasses.field(default=None, repr=False)
 
@@ -45,16 +47,23 @@ class Results:
         """The leaderboard of the records (built once; records are not changed after load)."""
         if self._board is None:
             self._board = leaderboard.build(self.records, self.metrics, self.suite.get("primary_metric"), self.title)
+            self.warnings.extend(self._board.notes)
         return self._board
 
     def run_dir(self, rec: dict) -> Path:
-        return self.out / "runs" / rec["run_id"]
+        return files.inside(self.out, "runs", rec["run_id"])  # checked: run_id comes from a file
 
     def snapshot(self, rec: dict) -> dict:
-        """A run's snapshot arrays ({} if it has none), read once per report."""
+        """A run's snapshot arrays ({} if it has none or a bad one), read once per report."""
         if rec["run_id"] not in self._snapshots:
             path = self.run_dir(rec) / snapshot.SNAPSHOT
-            self._snapshots[rec["run_id"]] = snapshot.load(path) if path.is_file() else {}
+            arrays = {}
+            if path.is_file():
+                try:
+                    arrays = snapshot.load(path)
+                except snapshot.BadSnapshot as err:
+                    self.warnings.append(f"{path}: {err}; its figures are left out")
+            self._snapshots[rec["run_id"]] = arrays
         return self._snapshots[rec["run_id"]]
 
 
@@ -63,20 +72,31 @@ def load(out: Path) -> Results:
     out = Path(out)
     if not out.is_dir():
         raise UserError(f"{out}: no such results folder")
-    records = record.read_records(out)
+    warnings: list[str] = []
+    records = record.read_records(out, warnings)
     if not records:
-        raise UserError(f"{out}: no run records found (expected {out}/runs/*/{record.RECORD}); "
+        raise UserError(*warnings, f"{out}: no run records found (expected {out}/runs/*/{record.RECORD}); "
                         f"is this a folder written by `genbench run`?")
-    suite = _read(out / "suite.yaml", yaml.safe_load)
-    env = _read(out / "env.json", json.loads)
-    return Results(out, suite, env, records)
+    suite = _read(out / "suite.yaml", yaml.safe_load, warnings)
+    env = _read(out / "env.json", json.loads, warnings)
+    return Results(out, suite, env, records, warnings)
 
 
-def _read(path: Path, parse) -> dict:
+def _read(path: Path, parse, warnings: list[str]) -> dict:
+    """A mapping from a file of the folder; {} (and a warning) if it is missing or broken."""
+    if not path.is_file():
+        return {}
     try:
-        return parse(path.read_text(encoding="utf-8")) or {}
-    except (OSError, ValueError, yaml.YAMLError):
-        return {}  # a partial folder still reports what its records hold
+        if path.stat().st_size > record.MAX_RECORD_BYTES:
+            raise ValueError("too large")
+        data = parse(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError, yaml.YAMLError) as err:
+        warnings.append(f"{path}: cannot be read ({type(err).__name__}); reporting without it")
+        return {}
+    if not isinstance(data, dict):
+        warnings.append(f"{path}: expected a mapping; reporting without it")
+        return {}
+    return data
 
 
 def projection(results: Results, override: str | None = None) -> str:
@@ -125,11 +145,13 @@ def draw_suite(results: Results) -> list[Path]:
     """The comparison figures and one figure per sweep."""
     snaps = {r["run_id"]: results.snapshot(r) for r in results.records if r.get("status") == "ok"}
     folder = results.out / FIGURES
+    folder.mkdir(parents=True, exist_ok=True)
     made = [figures.comparison(folder / "reconstructions.png", results.records, snaps, results.order),
             figures.sample_comparison(folder / "samples.png", results.records, snaps, results.order)]
     board = results.board()
     for model, key, lines in figures.sweeps(board):
-        made.append(figures.sweep(folder / f"sweep_{model}_{key}.png", board, model, key, lines))
+        name = f"sweep_{files.slug(model)}_{files.slug(key)}.png"  # names from records: made safe
+        made.append(figures.sweep(files.inside(folder, name), board, model, key, lines))
     return [p for p in made if p is not None]
 
 
@@ -139,9 +161,34 @@ def build(results: Results, projection_name: str | None = None, redraw_runs: boo
     if redraw_runs:
         for rec in results.records:
             if rec.get("status") == "ok":
-                draw_run(results, rec, projection_name)
-    draw_suite(results)
+                guarded(results, f"figures of {rec['run_id']}", lambda r=rec: draw_run(results, r, projection_name))
+    guarded(results, "suite figures", lambda: draw_suite(results))
     record.write_text(results.out / "report.html", render(results, "html"))
+
+
+def guarded(results: Results, what: str, fn) -> None:
+    """Figures are extras: one that cannot be drawn (a bug, odd data) becomes a warning.
+
+    A failed write is not odd data: it stops the report.
+    """
+    try:
+        fn()
+    except UserError:
+        raise
+    except Exception as err:
+        results.warnings.append(f"could not draw the {what}: {type(err).__name__}: {err}")
+
+
+def csv_safe(frame):
+    """Text cells that a spreadsheet would run as a formula get a leading apostrophe (OWASP)."""
+    frame = frame.copy()
+    for col in frame.columns:
+        if not pd.api.types.is_numeric_dtype(frame[col]):  # object or pandas' string dtype
+            frame[col] = frame[col].map(lambda v: "'" + v if isinstance(v, str) and v[:1] in FORMULA else v)
+    return frame
+
+
+FORMULA = ("=", "+", "-", "@", "\t", "\r")
 
 
 def render(results: Results, fmt: str) -> str:
@@ -149,9 +196,9 @@ def render(results: Results, fmt: str) -> str:
     run), the per-run table as CSV or JSON, or the HTML page."""
     if fmt == "md":
         board = results.board()
-        return "" if board.empty else leaderboard.markdown(board) + "\n" + context(results) + "\n"
+        return "" if board.empty else leaderboard.markdown(board) + "\n" + leaderboard.md_escape(context(results)) + "\n"
     if fmt == "csv":
-        return record.results_frame(results.records).to_csv(index=False)
+        return csv_safe(record.results_frame(results.records)).to_csv(index=False)
     if fmt == "json":
         return record.results_frame(results.records).to_json(orient="records", indent=2) + "\n"
     if fmt == "html":

@@ -17,11 +17,12 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from . import leaderboard, record, report, snapshot
+from . import figures, files, leaderboard, messages, record, report, snapshot
 from .config import RunSpec, Suite
 from .data import DeviceData, prepare
 from .errors import UserError
 from .metrics import check_counts, evaluate, subset_evaluator
+from .options import as_dict
 from .pluginmanager import Registry
 from .train import train
 
@@ -43,61 +44,132 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)  # also seeds every CUDA device
 
 
-def check_out_dir(suite: Suite, out: Path, resume: bool) -> None:
-    """Refuse to mix suites in one folder or to overwrite results silently."""
+# What must match for runs of one folder to be pooled: anything that changes a run's
+# numbers. Seeds and configurations may be added on --resume; these may not change.
+RESUME_KEYS = ("name", "dataset", "budget", "batch_size", "metrics", "evaluation")
+RESUME_VERSIONS = ("genbench", "torch", "torchvision", "torch-fidelity", "numpy")
+
+
+def check_out_dir(suite: Suite, out: Path, resume: bool, device: torch.device) -> dict:
+    """Refuse to mix settings in one folder or to overwrite results silently.
+
+    Returns the resolved suite to save: on --resume, the saved one with this suite's
+    new seeds and configurations added.
+    """
+    new = suite.resolved()
     saved = out / "suite.yaml"
     if not saved.is_file():
-        return
+        if record.read_records(out):
+            raise UserError(f"{out} holds run records but no suite.yaml, so its settings are unknown; "
+                            f"choose another --out")
+        return new
     try:
-        old = yaml.safe_load(saved.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError:
-        old = {}
-    new = suite.resolved()
-    if resume:
-        for key in ("name", "dataset"):
-            if old.get(key) != new[key]:
-                raise UserError(f"--resume: {out} holds results of a different suite "
-                                f"({key} {old.get(key)!r} there, {new[key]!r} in {suite.path}); "
-                                f"choose another --out")
-    elif record.read_records(out):
-        raise UserError(f"{out} already holds results of suite '{old.get('name')}'; pass --resume "
-                        f"to continue it, or choose another --out")
+        old = yaml.safe_load(saved.read_text(encoding="utf-8"))
+    except (OSError, ValueError, yaml.YAMLError):
+        old = None
+    if not isinstance(old, dict):
+        raise UserError(f"{saved}: cannot be read, so the folder's settings are unknown; choose another --out")
+    if not resume:
+        if record.read_records(out):
+            raise UserError(f"{out} already holds results of suite '{old.get('name')}'; pass --resume "
+                            f"to continue it, or choose another --out")
+        return new
+    if old.get("name") != new["name"] or old.get("dataset") != new["dataset"]:
+        key = "name" if old.get("name") != new["name"] else "dataset"
+        raise UserError(f"--resume: {out} holds results of a different suite ({key} {old.get(key)!r} there, "
+                        f"{new[key]!r} in {suite.path}); choose another --out")
+    differ = [f"{key} {_short(old.get(key))} there, {_short(new[key])} in {suite.path}"
+              for key in RESUME_KEYS if old.get(key) != new[key]]
+    env = _read_env(out)
+    old_versions = env.get("versions") or {}
+    now = record.versions()
+    differ += [f"{dist} {old_versions[dist]} there, {now.get(dist)} here" for dist in RESUME_VERSIONS
+               if dist in old_versions and old_versions[dist] != now.get(dist)]
+    old_device = str(env.get("device", "")).split(":")[0]
+    if old_device and old_device != device.type:
+        differ.append(f"device {old_device} there, {device.type} here")
+    if differ:
+        raise UserError(f"--resume: {out} was run with other settings, and runs of different settings "
+                        f"are never pooled: {'; '.join(differ)}; run the suite as it was, or choose another --out")
+    merged = dict(new)
+    merged["seeds"] = sorted(set(old.get("seeds") or []) | set(new["seeds"]))
+    labels = {r["label"] for r in new["runs"]}
+    merged["runs"] = new["runs"] + [r for r in old.get("runs") or [] if isinstance(r, dict) and r.get("label") not in labels]
+    return merged
+
+
+def _short(value) -> str:
+    text = json.dumps(value, sort_keys=True, default=str)
+    return text if len(text) <= 120 else text[:117] + "..."
+
+
+def _read_env(out: Path) -> dict:
+    try:
+        env = json.loads((out / "env.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return env if isinstance(env, dict) else {}
 
 
 def load_data(suite: Suite, registry: Registry, device: torch.device, download: bool = True,
               console: Console | None = None) -> DeviceData:
     """The suite's data on the device, after checking the metrics can use it."""
     dataset = registry.datasets[suite.dataset.name](suite.dataset_options)
-    data = prepare(dataset, suite.dataset, device, download=download)
+    data = prepare(dataset, suite.dataset, device, download=download and suite.dataset.download)
     errors, warnings = check_counts([registry.metrics[m] for m in suite.metrics], suite.evaluation, len(data.eval))
     if errors:
         raise UserError(*[f"{suite.path}: {e}" for e in errors])
     for warning in warnings:
-        (console or Console(stderr=True)).print(f"[yellow]genbench: warning:[/] {warning}", highlight=False)
+        (console or messages.console(stderr=True)).print(messages.warning(warning))
     return data
 
 
 def run_suite(suite: Suite, registry: Registry, out: Path, device_name: str = "auto",
               resume: bool = False, console: Console | None = None) -> int:
-    """Run every run of ``suite`` into ``out``; return the exit status (1 if any run failed)."""
-    console = console or Console()
+    """Run every run of ``suite`` into ``out``; return the exit status (1 if any run failed).
+
+    The folder is locked for the whole suite, checked writable before the data is
+    loaded, and left resumable whatever stops the suite.
+    """
+    console = console or messages.console()
     out = Path(out)
-    check_out_dir(suite, out, resume)
     device = pick_device(device_name)
+    created = not out.exists()
+    files.check_writable(out)
+    try:
+        with files.FolderLock(out, "run"):
+            files.remove_stale_temporaries(out)
+            resolved = check_out_dir(suite, out, resume, device)
+            try:
+                return _run_locked(suite, registry, out, device, resume, console, resolved)
+            except files.OutputError as err:
+                err.lines.append(f"finished runs in {out} are kept; fix the cause, then continue with --resume")
+                err.exit_code = 1
+                raise
+    finally:
+        if created:  # a suite that stopped before writing anything leaves no folder behind
+            files.remove_if_only_lock(out)
+
+
+def _run_locked(suite: Suite, registry: Registry, out: Path, device: torch.device, resume: bool,
+                console: Console, resolved: dict) -> int:
     started = time.perf_counter()
     data = load_data(suite, registry, device, console=console)  # before writing: no data, no files
-    console.print(f"[bold]{suite.name}[/]: {len(suite.runs)} runs on {suite.dataset.name} "
+    console.print(f"[bold]{escape(suite.name)}[/]: {len(suite.runs)} runs on {escape(suite.dataset.name)} "
                   f"({len(data.train)} train / {len(data.eval)} {data.eval_split} images), "
-                  f"device {device}, budget {suite.budget.limits()}")
-    record.write_text(out / "suite.yaml", yaml.safe_dump(suite.resolved(), sort_keys=False))
+                  f"device {device}, budget {escape(str(suite.budget.limits()))}")
+    record.write_text(out / "suite.yaml", yaml.safe_dump(resolved, sort_keys=False))
     record.write_json(out / "env.json", record.environment(device, registry.plugin_sources()))
+    done = _finished(out) if resume else {}
     failed = 0
     for i, run in enumerate(suite.runs, 1):
+        old = done.get((run.label, run.seed, suite.run_hash(run)))
+        if old is not None:
+            console.print(f"[dim]{i}/{len(suite.runs)} {escape(run.label)} seed {run.seed}: done already, skipped[/]")
+            _finish_figures(out, old, console)
+            continue
         run_id = suite.run_id(run)
         run_dir = out / "runs" / run_id
-        if resume and _done(run_dir, suite, run):
-            console.print(f"[dim]{i}/{len(suite.runs)} {escape(run.label)} seed {run.seed}: done already, skipped[/]")
-            continue
         rec = execute_run(suite, run, run_id, run_dir, registry, data, device, console,
                           f"{i}/{len(suite.runs)}")
         failed += rec["status"] != "ok"
@@ -108,36 +180,48 @@ def run_suite(suite: Suite, registry: Registry, out: Path, device_name: str = "a
             _report_step(console, "figures", lambda: report.draw_run(results, rec))
     results = report.load(out)
     _report_step(console, "report", lambda: report.build(results, redraw_runs=False))
+    for warning in results.warnings:
+        console.print(messages.warning(warning))
     board = results.board()
     if not board.empty:
         console.print(leaderboard.rich_table(
             dataclasses.replace(board, title=f"{suite.name}: leaderboard (sorted by {suite.primary_metric})"),
             width=console.width))
-    console.print(f"Results in {out}/ after {time.perf_counter() - started:.0f} s: leaderboard.md, "
+    console.print(f"Results in {escape(str(out))}/ after {time.perf_counter() - started:.0f} s: leaderboard.md, "
                   f"results.csv, results.json, figures/, runs/" + (f"; [red]{failed} run(s) failed[/]" if failed else ""))
     if (out / "report.html").is_file():
-        console.print(f"Report: {out / 'report.html'}", highlight=False, soft_wrap=True)
+        console.print(f"Report: {escape(str(out / 'report.html'))}")
     return 1 if failed else 0
 
 
+def _finished(out: Path) -> dict[tuple, dict]:
+    """The successful runs already in ``out``, by (label, seed, configuration hash)."""
+    return {(r["label"], r["seed"], r.get("config_hash")): r
+            for r in record.read_records(out) if r["status"] == "ok"}
+
+
+def _finish_figures(out: Path, rec: dict, console: Console) -> None:
+    """Draw what a finished run lacks (a process killed right after its record was written)."""
+    results = report.Results(out, {}, {}, [rec])
+    missing = [p for p in figures.run_figure_paths(results.run_dir(rec), rec, results.snapshot(rec))
+               if not p.is_file()]
+    if missing:
+        console.print(f"  [dim]drawing its {len(missing)} missing figure(s)[/]")
+        _report_step(console, "figures", lambda: report.draw_run(results, rec))
+
+
 def _report_step(console: Console, what: str, fn) -> None:
-    """Figures and pages are extras: a bug there must not fail a finished run."""
+    """Figures and pages are extras: a bug there must not fail a finished run.
+
+    A file that cannot be written is not a bug: it stops the suite (OutputError).
+    """
     try:
         fn()
+    except UserError:
+        raise
     except Exception as err:
-        console.print(f"  [yellow]genbench: warning:[/] could not write the {what}: "
-                      f"{escape(f'{type(err).__name__}: {err}')} (rebuild with `genbench report`)")
-
-
-def _done(run_dir: Path, suite: Suite, run: RunSpec) -> bool:
-    path = run_dir / record.RECORD
-    if not path.is_file():
-        return False
-    try:
-        rec = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    return rec.get("status") == "ok" and rec.get("config_hash") == suite.run_hash(run)
+        console.print(messages.warning(f"could not write the {what}: {type(err).__name__}: {err} "
+                                       f"(rebuild with `genbench report`)"))
 
 
 def execute_run(suite: Suite, run: RunSpec, run_id: str, run_dir: Path, registry: Registry,
@@ -147,6 +231,7 @@ def execute_run(suite: Suite, run: RunSpec, run_id: str, run_dir: Path, registry
            "options": run.options_dict(), "dataset": suite.dataset_dict(),
            "eval_split": data.eval_split, "batch_size": suite.batch_size,
            "budget": suite.budget.limits(), "config_hash": suite.run_hash(run),
+           "metrics_requested": list(suite.metrics), "evaluation": as_dict(suite.evaluation),
            "device": str(device), "versions": record.versions(),
            "started": _now(), "status": "running"}
     metrics = [registry.metrics[m] for m in suite.metrics]
@@ -160,7 +245,7 @@ def execute_run(suite: Suite, run: RunSpec, run_id: str, run_dir: Path, registry
         score = None
         if suite.evaluation.curve_metrics:
             score = subset_evaluator(model, data, [registry.metrics[m] for m in suite.evaluation.curve_metrics],
-                                     suite.evaluation)
+                                     suite.evaluation, run.seed)
         with _progress(console) as progress:
             task = progress.add_task(escape(f"{counter} {run.label} seed {run.seed}"), total=1.0, info="")
             def show(clock, losses):
@@ -175,26 +260,25 @@ def execute_run(suite: Suite, run: RunSpec, run_id: str, run_dir: Path, registry
             rec.update(eval_history=result.eval_history, curve_seconds=result.eval_seconds,
                        curve_images=min(suite.evaluation.curve_images, len(data.eval)))
         started = time.perf_counter()
-        rec["metrics"], details = evaluate(model, data, metrics, suite.evaluation)
+        if suite.save_models:  # before scoring: a model that trained is never lost to a metric
+            with files.atomic_write(run_dir / "model.pt") as f:
+                torch.save({"model": run.model, "options": run.options_dict(),
+                            "state_dict": model.state_dict(),
+                            "optimizers": {k: o.state_dict() for k, o in model.optimizers.items()}}, f)
+        rec["metrics"], details = evaluate(model, data, metrics, suite.evaluation, run.seed)
         rec["metric_details"] = details
         rec["eval_seconds"] = round(time.perf_counter() - started, 3)
         _report_step(console, "figure snapshot", lambda: snapshot.save(
             run_dir / snapshot.SNAPSHOT, snapshot.take(model, data, run.seed, suite.report.latent_points)))
-        if suite.save_models:
-            run_dir.mkdir(parents=True, exist_ok=True)
-            torch.save({"model": run.model, "options": run.options_dict(),
-                        "state_dict": model.state_dict(),
-                        "optimizers": {k: o.state_dict() for k, o in model.optimizers.items()}},
-                       run_dir / "model.pt")
         rec["status"] = "ok"
         shown = ", ".join(f"{k} {v:.3f}" for k, v in rec["metrics"].items() if v is not None)
-        console.print(f"  {shown or 'no applicable metrics'} (eval {rec['eval_seconds']:.1f} s)")
-    except KeyboardInterrupt:
-        raise
+        console.print(f"  {escape(shown) or 'no applicable metrics'} (eval {rec['eval_seconds']:.1f} s)")
+    except (KeyboardInterrupt, UserError):
+        raise  # Ctrl-C, or a folder that cannot take files: stop the suite, keep what is written
     except Exception as err:  # one broken run must not take the suite down
         rec.update(status="failed", error=f"{type(err).__name__}: {err}")
         record.write_text(run_dir / "error.log", traceback.format_exc())
-        console.print(f"  [red]failed[/]: {escape(rec['error'])} (traceback in {run_dir / 'error.log'})")
+        console.print(f"  [red]failed[/]: {escape(rec['error'])} (traceback in {escape(str(run_dir / 'error.log'))})")
     rec["finished"] = _now()
     return rec
 

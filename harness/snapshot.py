@@ -8,6 +8,7 @@ follows the model's capabilities, never its name.
 from __future__ import annotations
 
 import io
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -15,8 +16,10 @@ import torch
 from torch import Tensor
 
 from .data import DeviceData, to_float
+from . import outputs
+from .metrics import derive_seed, seeded
 from .model import Capability, Model
-from .record import write_bytes
+from .files import write_bytes
 
 SNAPSHOT = "snapshot.npz"
 GRID = 10            # samples per row; also the number of showcase images
@@ -46,17 +49,19 @@ def take(model: Model, data: DeviceData, seed: int, latent_points: int = 2000) -
     out = {"showcase_index": index.cpu().numpy(), "originals": _u8(x), "originals_labels": y.cpu().numpy(),
            "class_names": np.array(names, dtype=str)}
     # Figures draw from their own seeded stream: the record's scores are unaffected.
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        torch.manual_seed(seed)
+    with seeded(device, derive_seed(seed, "figures")):
+        shape = data.info.image_shape
         if model.has(Capability.RECONSTRUCT):
-            out["reconstructions"] = _u8(model.reconstruct(x, y if cond else None))
+            recon = outputs.images(model, "reconstruct", model.reconstruct(x, y if cond else None), len(x), shape, device)
+            out["reconstructions"] = _u8(recon)
         if model.has(Capability.SAMPLE):
             labels = None
             if cond:
                 classes = min(GRID, data.info.num_classes)
                 labels = torch.arange(classes, device=device).repeat_interleave(GRID)
                 out["sample_labels"] = labels.cpu().numpy()
-            out["samples"] = _u8(model.sample(GRID * GRID if labels is None else len(labels), labels))
+            n = GRID * GRID if labels is None else len(labels)
+            out["samples"] = _u8(outputs.images(model, "sample", model.sample(n, labels), n, shape, device))
         if model.has(Capability.POSTERIOR):
             out.update(_latents(model, data, cond, latent_points))
             if type(model).decode is not Model.decode:  # decoding is optional for a posterior
@@ -68,8 +73,9 @@ def take(model: Model, data: DeviceData, seed: int, latent_points: int = 2000) -
 
 def _latents(model: Model, data: DeviceData, cond: bool, points: int) -> dict[str, np.ndarray]:
     images, labels = data.eval.images[:points], data.eval.labels[:points]
-    means = [model.posterior(to_float(images[i:i + 1000]), labels[i:i + 1000] if cond else None)[0]
-             for i in range(0, len(images), 1000)]
+    device = images.device
+    means = [outputs.posterior(model, model.posterior(to_float(images[i:i + 1000]), labels[i:i + 1000] if cond else None),
+                               len(images[i:i + 1000]), device)[0] for i in range(0, len(images), 1000)]
     return {"latent_mean": torch.cat(means).float().cpu().numpy(), "latent_labels": labels.cpu().numpy()}
 
 
@@ -85,10 +91,11 @@ def _interpolation(model: Model, data: DeviceData, cond: bool) -> dict[str, np.n
     other = same[1] if cond else torch.nonzero(labels != labels[first]).flatten()[0]
     pair = torch.stack([torch.tensor(first, device=labels.device), other])
     x, y = to_float(data.eval.images[pair]), labels[pair]
-    mean = model.posterior(x, y if cond else None)[0]
+    mean = outputs.posterior(model, model.posterior(x, y if cond else None), 2, x.device)[0]
     t = torch.linspace(0, 1, INTERPOLATION, device=mean.device)[:, None]
     z = (1 - t) * mean[0] + t * mean[1]
-    decoded = model.decode(z, y[:1].expand(INTERPOLATION) if cond else None)
+    decoded = outputs.images(model, "decode", model.decode(z, y[:1].expand(INTERPOLATION) if cond else None),
+                             INTERPOLATION, data.info.image_shape, x.device)
     return {"interpolation": _u8(decoded), "interpolation_pair": pair.cpu().numpy(),
             "interpolation_ends": _u8(x), "interpolation_labels": y.cpu().numpy()}
 
@@ -98,7 +105,8 @@ def _manifold(model: Model, device: torch.device) -> dict[str, np.ndarray]:
     q = torch.distributions.Normal(0.0, 1.0).icdf(torch.linspace(0.05, 0.95, MANIFOLD))
     z2, z1 = torch.meshgrid(q.flip(0), q, indexing="ij")  # rows: z2 from high (top) to low
     z = torch.stack([z1.flatten(), z2.flatten()], dim=1).to(device)
-    return {"manifold": _u8(model.decode(z, None)), "manifold_quantiles": q.numpy()}
+    decoded = outputs.images(model, "decode", model.decode(z, None), len(z), model.data.image_shape, device)
+    return {"manifold": _u8(decoded), "manifold_quantiles": q.numpy()}
 
 
 def _u8(images: Tensor) -> np.ndarray:
@@ -111,6 +119,50 @@ def save(path: Path, arrays: dict[str, np.ndarray]) -> None:
     write_bytes(path, buffer.getvalue())
 
 
+MAX_BYTES = 512 * 2**20  # uncompressed; a real snapshot is about 2 MB
+IMAGES = ("originals", "reconstructions", "samples", "interpolation", "interpolation_ends", "manifold")
+LABELS = ("showcase_index", "originals_labels", "sample_labels", "latent_labels", "interpolation_pair",
+          "interpolation_labels")
+
+
+class BadSnapshot(ValueError):
+    """A snapshot.npz that is not what ``take`` writes."""
+
+
 def load(path: Path) -> dict[str, np.ndarray]:
-    with np.load(path, allow_pickle=False) as f:
-        return {k: f[k] for k in f.files}
+    """The arrays of a snapshot, checked; BadSnapshot says what is wrong (never unpickles)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            size = sum(i.file_size for i in archive.infolist())
+        if size > MAX_BYTES:
+            raise BadSnapshot(f"{size} bytes uncompressed, more than {MAX_BYTES}")
+        with np.load(path, allow_pickle=False) as f:
+            arrays = {k: f[k] for k in f.files}
+    except BadSnapshot:
+        raise
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as err:
+        raise BadSnapshot(f"cannot be read: {err}") from None
+    check(arrays)
+    return arrays
+
+
+def check(arrays: dict[str, np.ndarray]) -> None:
+    for key, a in arrays.items():
+        if a.dtype.kind not in "biufU":
+            raise BadSnapshot(f"array '{key}' has dtype {a.dtype}")
+    for key in IMAGES:
+        a = arrays.get(key)
+        if a is not None and not (a.dtype == np.uint8 and a.ndim == 4 and len(a) and a.shape[1] in (1, 3)
+                                  and 0 < a.shape[2] <= 1024 and 0 < a.shape[3] <= 1024):
+            raise BadSnapshot(f"array '{key}' is not uint8 images (N, 1 or 3, H, W): {a.dtype} {a.shape}")
+    for key in LABELS:
+        a = arrays.get(key)
+        if a is not None and not (a.dtype.kind in "iu" and a.ndim == 1):
+            raise BadSnapshot(f"array '{key}' is not a list of integers: {a.dtype} {a.shape}")
+    latent = arrays.get("latent_mean")
+    if latent is not None and not (latent.dtype.kind == "f" and latent.ndim == 2 and latent.shape[1] >= 1
+                                   and np.isfinite(latent).all()):
+        raise BadSnapshot(f"array 'latent_mean' is not finite (N, D) floats: {latent.dtype} {latent.shape}")
+    shapes = {arrays[k].shape[1:] for k in IMAGES if k in arrays}
+    if len(shapes) > 1:
+        raise BadSnapshot(f"image arrays of different shapes: {sorted(shapes)}")

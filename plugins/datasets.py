@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 import genbench
-from genbench.data import CACHE_DIR, DataNotFound, find_files, read_idx, torchvision_download
+from genbench.data import CACHE_DIR, DataError, DataNotFound, find_files, read_idx, torchvision_download
 from genbench.extractor import ExtractorSpec
 
 # Domain feature extractors trained by scripts/train_extractor.py; the hashes pin them.
@@ -41,9 +41,19 @@ class IdxDataset(genbench.Dataset):
                 f"no {self.name} data ({split} split) found; looked in: {', '.join(tried)}; "
                 f"set GENBENCH_DATA or dataset.root to a folder holding {'/'.join(self.folders[:1])}/"
                 f"{_FILES[split][0]}[.gz]{self.hint}")
-        images = torch.from_numpy(read_idx(found[0]).copy()).unsqueeze(1)
-        labels = torch.from_numpy(read_idx(found[1]).astype(np.int64))
-        return genbench.ImageSet(images, labels)
+        images, labels = read_idx(found[0]), read_idx(found[1])
+        if images.ndim != 3 or images.shape[1:] != self.image_shape[1:] or images.dtype != np.uint8:
+            raise DataError(f"{found[0]}: expected {self.name} images of shape (N, "
+                            f"{self.image_shape[1]}, {self.image_shape[2]}) as bytes, found "
+                            f"{images.dtype} {images.shape}")
+        if labels.ndim != 1 or len(labels) != len(images):
+            raise DataError(f"{found[1]}: expected {len(images)} labels (one per image in "
+                            f"{found[0].name}), found shape {labels.shape}")
+        if len(labels) and not (0 <= labels.min() and labels.max() < len(self.class_names)):
+            raise DataError(f"{found[1]}: labels must be 0..{len(self.class_names) - 1}, "
+                            f"found {labels.min()}..{labels.max()}")
+        return genbench.ImageSet(torch.from_numpy(images.copy()).unsqueeze(1),
+                                 torch.from_numpy(labels.astype(np.int64)))
 
 
 class MNIST(IdxDataset):

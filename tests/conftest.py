@@ -64,3 +64,61 @@ runs:
   - model: vae
     options: {hidden_dim: 64, latent_dim: 4}
 """
+
+
+@pytest.fixture(scope="session")
+def finished_folder(tmp_path_factory, data_root) -> Path:
+    """A real results folder of one tiny finished run (copy it before changing it)."""
+    from genbench.cli import main
+
+    out = tmp_path_factory.mktemp("finished") / "out"
+    suite = out.parent / "tiny.yaml"
+    suite.write_text(textwrap.dedent(TINY))
+    assert main(["run", str(suite), "--out", str(out), "--device", "cpu"]) == 0
+    return out
+
+
+@pytest.fixture
+def results_copy(finished_folder, tmp_path) -> Path:
+    import shutil
+
+    out = tmp_path / "results"
+    shutil.copytree(finished_folder, out)
+    return out
+
+
+@pytest.fixture
+def tmpfs(tmp_path):
+    """Mount a small tmpfs (a real full disk or read-only folder); skipped where mount is not allowed."""
+    import subprocess
+
+    mounted = []
+
+    def mount(name: str, size: str = "1m", readonly: bool = False) -> Path:
+        point = tmp_path / name
+        point.mkdir()
+        opts = f"size={size}" + (",ro" if readonly else "")
+        if subprocess.run(["mount", "-t", "tmpfs", "-o", opts, "tmpfs", str(point)],
+                          capture_output=True).returncode != 0:
+            pytest.skip("mounting a tmpfs is not permitted here")
+        mounted.append(point)
+        return point
+
+    def remount(point: Path, opts: str) -> None:
+        subprocess.run(["mount", "-o", f"remount,{opts}", str(point)], check=True, capture_output=True)
+
+    mount.remount = remount
+    yield mount
+    for point in mounted:
+        subprocess.run(["umount", "-l", str(point)], capture_output=True)
+
+
+def register_mock(name: str, **hooks):
+    """Register hook implementations under ``name``; returns the plugin (unregister it after)."""
+    import types
+
+    from genbench import hookimpl, pluginmanager
+
+    plugin = types.SimpleNamespace(**{hook: hookimpl(fn) for hook, fn in hooks.items()})
+    pluginmanager.pm.register(plugin, name=name)
+    return plugin

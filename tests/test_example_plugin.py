@@ -53,5 +53,5 @@ def test_installed_plugin_runs_in_a_suite(installed, tmp_path):
     assert linear["status"] == "ok" and linear["metrics"]["bce"] > 0
     assert linear["metrics"]["kl"] is None  # no posterior: not applicable
     board = (out / "leaderboard.md").read_text()
-    row = next(line for line in board.splitlines() if "linear_ae[latent_dim=8]" in line)
+    row = next(line for line in board.splitlines() if r"linear\_ae\[latent\_dim=8\]" in line)
     assert "| -" in row  # a dash where the metric does not apply

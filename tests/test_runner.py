@@ -26,7 +26,9 @@ def test_tiny_suite_writes_every_file(write_suite, tmp_path, capsys):
     out = tmp_path / "out"
     assert run_cli(write_suite(TINY), "--out", out, "--device", "cpu") == 0
     assert {p.name for p in out.iterdir()} == {"suite.yaml", "env.json", "results.csv", "results.json",
-                                               "leaderboard.md", "report.html", "figures", "runs"}
+                                               "leaderboard.md", "report.html", "figures", "runs",
+                                               ".genbench.lock"}
+    assert (out / ".genbench.lock").read_text() == ""  # released: no holder named
     (run_dir,) = (out / "runs").iterdir()
     rec = json.loads((run_dir / "record.json").read_text())
     assert rec["status"] == "ok" and rec["seed"] == 0 and rec["device"] == "cpu"
@@ -41,7 +43,7 @@ def test_tiny_suite_writes_every_file(write_suite, tmp_path, capsys):
     frame = pd.read_csv(out / "results.csv")
     assert list(frame["label"]) == ["vae[hidden_dim=64,latent_dim=4]"] and frame["bce"].iloc[0] == rec["metrics"]["bce"]
     board = (out / "leaderboard.md").read_text()
-    assert "| 1 " in board and "vae[hidden_dim=64,latent_dim=4]" in board
+    assert "| 1 " in board and r"vae\[hidden\_dim=64,latent\_dim=4\]" in board  # markdown-escaped
     assert "leaderboard" in capsys.readouterr().out
     assert (run_dir / "model.pt").is_file()
 
