@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 import random
 import time
@@ -74,12 +75,11 @@ def check_out_dir(suite: Suite, out: Path, resume: bool, device: torch.device) -
             raise UserError(f"{out} already holds results of suite '{old.get('name')}'; pass --resume "
                             f"to continue it, or choose another --out")
         return new
-    if old.get("name") != new["name"] or old.get("dataset") != new["dataset"]:
-        key = "name" if old.get("name") != new["name"] else "dataset"
-        raise UserError(f"--resume: {out} holds results of a different suite ({key} {old.get(key)!r} there, "
-                        f"{new[key]!r} in {suite.path}); choose another --out")
-    differ = [f"{key} {_short(old.get(key))} there, {_short(new[key])} in {suite.path}"
-              for key in RESUME_KEYS if old.get(key) != new[key]]
+    if old.get("name") != new["name"]:
+        raise UserError(f"--resume: {out} holds results of a different suite (name {old.get('name')!r} there, "
+                        f"{new['name']!r} in {suite.path}); choose another --out")
+    differ = [f"{key} {_short(a)} there, {_short(b)} in {suite.path}"
+              for name in RESUME_KEYS for key, a, b in _differences(name, old.get(name), new[name])]
     env = _read_env(out)
     old_versions = env.get("versions") or {}
     now = record.versions()
@@ -96,6 +96,15 @@ def check_out_dir(suite: Suite, out: Path, resume: bool, device: torch.device) -
     labels = {r["label"] for r in new["runs"]}
     merged["runs"] = new["runs"] + [r for r in old.get("runs") or [] if isinstance(r, dict) and r.get("label") not in labels]
     return merged
+
+
+def _differences(key: str, old, new):
+    """(dotted key, old, new) for each value that differs, looking into mappings."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        for k in sorted(set(old) | set(new), key=str):
+            yield from _differences(f"{key}.{k}", old.get(k), new.get(k))
+    elif old != new:
+        yield key, old, new
 
 
 def _short(value) -> str:
@@ -261,10 +270,11 @@ def execute_run(suite: Suite, run: RunSpec, run_id: str, run_dir: Path, registry
                        curve_images=min(suite.evaluation.curve_images, len(data.eval)))
         started = time.perf_counter()
         if suite.save_models:  # before scoring: a model that trained is never lost to a metric
-            with files.atomic_write(run_dir / "model.pt") as f:
-                torch.save({"model": run.model, "options": run.options_dict(),
-                            "state_dict": model.state_dict(),
-                            "optimizers": {k: o.state_dict() for k, o in model.optimizers.items()}}, f)
+            # Serialised in memory first: torch's writer reports a full disk as a RuntimeError.
+            buffer = io.BytesIO()
+            torch.save({"model": run.model, "options": run.options_dict(), "state_dict": model.state_dict(),
+                        "optimizers": {k: o.state_dict() for k, o in model.optimizers.items()}}, buffer)
+            files.write_bytes(run_dir / "model.pt", buffer.getvalue())
         rec["metrics"], details = evaluate(model, data, metrics, suite.evaluation, run.seed)
         rec["metric_details"] = details
         rec["eval_seconds"] = round(time.perf_counter() - started, 3)
