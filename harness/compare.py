@@ -11,8 +11,8 @@ from rich.table import Table
 from tabulate import tabulate
 
 from . import stats
-from .leaderboard import header
-from .report import Results
+from .leaderboard import header, md_escape
+from .report import Results, csv_safe
 
 SETUP_KEYS = ("dataset", "budget", "seeds", "batch_size", "evaluation")
 
@@ -88,7 +88,7 @@ def render(a: Results, b: Results, fmt: str):
     """The comparison as a rich Table (fmt 'rich') or text in md, csv or json."""
     table = frame(a, b)
     if fmt == "csv":
-        return table.to_csv(index=False)
+        return csv_safe(table).to_csv(index=False)
     if fmt == "json":
         return table.to_json(orient="records", indent=2) + "\n"
     info = {**b.board().info, **a.board().info}
@@ -102,10 +102,11 @@ def render(a: Results, b: Results, fmt: str):
     if left or right:
         notes.append(f"Only in A: {', '.join(left) or 'none'}. Only in B: {', '.join(right) or 'none'}.")
     if fmt == "md":
+        rows = [[md_escape(c) for c in row] for row in rows]  # labels and paths come from the folders
         body = tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True) if rows else \
             "No configuration is in both folders."
-        return "# genbench compare\n\n" + body + "\n\n" + "\n\n".join(notes) + "\n"
-    out = Table(title="genbench compare", title_justify="left", caption="\n".join(notes),
+        return "# genbench compare\n\n" + body + "\n\n" + "\n\n".join(map(md_escape, notes)) + "\n"
+    out = Table(title="genbench compare", title_justify="left", caption=escape("\n".join(notes)),
                 caption_justify="left")
     for h in headers:
         out.add_column(h, justify="left" if h in ("configuration", "metric", "verdict") else "right")

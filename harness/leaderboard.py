@@ -100,7 +100,15 @@ def settings_key(rec: dict) -> str:
     key = {k: rec.get(k) for k in SETTINGS}
     key["versions"] = {v: versions.get(v) for v in VERSIONS}
     key["device"] = str(rec.get("device") or "").split(":")[0]
+    key["extractor"] = extractor_sha(rec)
     return json.dumps(key, sort_keys=True, default=str)
+
+
+def extractor_sha(rec: dict) -> str | None:
+    """The SHA-256 of the feature extractor a run's sample metrics used, if any."""
+    details = rec.get("metric_details")
+    extractor = details.get("feature_extractor") if isinstance(details, dict) else None
+    return str(extractor.get("sha256")) if isinstance(extractor, dict) and extractor.get("sha256") else None
 
 
 def group_runs(records: list[dict]) -> tuple[dict[str, list[dict]], list[str]]:

@@ -51,7 +51,8 @@ RESUME_KEYS = ("name", "dataset", "budget", "batch_size", "metrics", "evaluation
 RESUME_VERSIONS = ("genbench", "torch", "torchvision", "torch-fidelity", "numpy")
 
 
-def check_out_dir(suite: Suite, out: Path, resume: bool, device: torch.device) -> dict:
+def check_out_dir(suite: Suite, out: Path, resume: bool, device: torch.device,
+                  extractor: str | None = None) -> dict:
     """Refuse to mix settings in one folder or to overwrite results silently.
 
     Returns the resolved suite to save: on --resume, the saved one with this suite's
@@ -88,6 +89,9 @@ def check_out_dir(suite: Suite, out: Path, resume: bool, device: torch.device) -
     old_device = str(env.get("device", "")).split(":")[0]
     if old_device and old_device != device.type:
         differ.append(f"device {old_device} there, {device.type} here")
+    used = {leaderboard.extractor_sha(r) for r in record.read_records(out)} - {None}
+    if extractor and used - {extractor}:
+        differ.append(f"feature extractor sha256 {', '.join(sorted(used))[:16]}... there, {extractor[:16]}... here")
     if differ:
         raise UserError(f"--resume: {out} was run with other settings, and runs of different settings "
                         f"are never pooled: {'; '.join(differ)}; run the suite as it was, or choose another --out")
@@ -148,7 +152,8 @@ def run_suite(suite: Suite, registry: Registry, out: Path, device_name: str = "a
     try:
         with files.FolderLock(out, "run"):
             files.remove_stale_temporaries(out)
-            resolved = check_out_dir(suite, out, resume, device)
+            spec = registry.datasets[suite.dataset.name].extractor
+            resolved = check_out_dir(suite, out, resume, device, spec.sha256 if spec else None)
             try:
                 return _run_locked(suite, registry, out, device, resume, console, resolved)
             except files.OutputError as err:

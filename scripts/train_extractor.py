@@ -12,6 +12,7 @@ the shipped file, not this script, defines the metric.
 from __future__ import annotations
 
 import argparse
+import io
 import sys
 import time
 from pathlib import Path
@@ -19,6 +20,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from genbench import files
 from genbench.config import DatasetConfig
 from genbench.data import prepare, to_float
 from genbench.extractor import DomainNet, file_sha256
@@ -65,8 +67,9 @@ def main() -> int:
                            == data.eval.labels[i:i + 1000]).sum().item() for i in range(0, len(data.eval), 1000))
         print(f"epoch {epoch + 1}: loss {loss.item():.4f}, test accuracy {correct / len(data.eval):.4f}, "
               f"{time.perf_counter() - started:.0f} s", flush=True)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(net.state_dict(), args.out)
+    buffer = io.BytesIO()
+    torch.save(net.state_dict(), buffer)
+    files.write_bytes(args.out, buffer.getvalue())
     print(f"{args.dataset}: test accuracy {correct / len(data.eval):.4f}; wrote {args.out} "
           f"({args.out.stat().st_size} bytes), sha256 {file_sha256(args.out)}")
     return 0

@@ -152,3 +152,12 @@ def test_labels_that_look_alike_get_their_own_folders(write_suite, registry, tmp
     out = tmp_path / "out"
     assert main(["run", str(write_suite(text, "s.yaml")), "--out", str(out)]) == 0
     assert sorted(r["label"] for r in _records(out).values()) == sorted(r.label for r in suite.runs)
+
+
+def test_resume_refuses_results_scored_with_another_extractor(results_copy, write_suite, capsys):
+    path = next(results_copy.glob("runs/*/record.json"))
+    rec = json.loads(path.read_text())
+    rec["metric_details"] = {"feature_extractor": {"name": "genbench-mnist", "sha256": "0" * 64}}
+    path.write_text(json.dumps(rec))
+    assert main(["run", str(write_suite(TINY)), "--out", str(results_copy), "--resume"]) == 2
+    assert "feature extractor sha256 0000000000000000... there" in capsys.readouterr().err

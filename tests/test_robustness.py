@@ -48,7 +48,8 @@ def _writes_outside_the_helper(path: Path) -> list[str]:
 
 
 def test_every_file_is_written_through_the_atomic_helper():
-    sources = [p for p in (ROOT / "harness").glob("*.py") if p.name != "files.py"] + list((ROOT / "plugins").glob("*.py"))
+    sources = [p for p in (ROOT / "harness").glob("*.py") if p.name != "files.py"] + \
+        list((ROOT / "plugins").glob("*.py")) + list((ROOT / "scripts").glob("*.py"))
     assert len(sources) > 20
     assert [w for p in sources for w in _writes_outside_the_helper(p)] == []
 
@@ -301,3 +302,18 @@ def test_ctrl_c_at_any_moment_is_one_line_and_exit_130(tmp_path, delay, data_roo
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130 and "Traceback" not in err, err
     assert err.strip().splitlines()[-1].startswith("genbench: interrupted")
+
+
+def test_output_checks_name_dtype_and_device():
+    from genbench import outputs
+
+    model = SmallSamples(genbench.NoOptions(), None)
+    cpu = torch.device("cpu")
+    with pytest.raises(outputs.ModelOutputError, match=r"sample\(\) returned dtype torch.uint8, expected floating"):
+        outputs.images(model, "sample", torch.zeros(2, 1, 28, 28, dtype=torch.uint8), 2, (1, 28, 28), cpu)
+    with pytest.raises(outputs.ModelOutputError, match=r"sample\(\) returned a tensor on meta, expected cpu"):
+        outputs.images(model, "sample", torch.zeros(2, 1, 28, 28, device="meta"), 2, (1, 28, 28), cpu)
+    with pytest.raises(outputs.ModelOutputError, match=r"posterior\(\) returned list, expected a"):
+        outputs.posterior(model, [torch.zeros(2, 3)], 2, cpu)
+    ok = torch.rand(2, 1, 28, 28)
+    assert outputs.images(model, "sample", ok, 2, (1, 28, 28), cpu) is ok
