@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import signal
 import sys
 from pathlib import Path
 
@@ -25,8 +27,27 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
+@contextlib.contextmanager
+def _interrupts_deferred():
+    """Hold Ctrl-C back while torch initialises its C++ parts, then deliver it.
+
+    A KeyboardInterrupt raised inside that initialisation aborts the process
+    (pybind11 terminates); blocked, the signal waits and arrives at a safe point.
+    """
+    if not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
 def _main(argv: list[str] | None) -> int:
     args = _parser().parse_args(argv)
+    with _interrupts_deferred():
+        import torch  # noqa: F401  (the slow import that must not be interrupted halfway)
     from . import messages
 
     err = messages.console(stderr=True)

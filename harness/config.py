@@ -213,8 +213,8 @@ def _parse(text: str):
             return None, {}
         size = _expanded_size(node, {}, set())
         if size > MAX_NODES:
-            raise _TooLarge(f"expands to {size:,} values through YAML aliases, more than the limit of "
-                            f"{MAX_NODES:,}; write the values out or use fewer aliases")
+            raise _TooLarge(f"expands through YAML aliases to more values than the limit of {MAX_NODES:,}; "
+                            f"write the values out or use fewer aliases")
         return loader.construct_document(node), _line_map(node)
     finally:
         loader.dispose()
@@ -325,8 +325,8 @@ def _check_budget(budget: BudgetConfig | None, errors: list) -> None:
     if not limits:
         errors.append((("budget",), "give at least one of seconds, steps or epochs"))
     for key, value in limits.items():
-        if value <= 0:
-            errors.append((("budget", key), f"must be greater than 0, got {value}"))
+        if not math.isfinite(value) or value <= 0:  # YAML's .nan and .inf would never end training
+            errors.append((("budget", key), f"must be a finite number greater than 0, got {value}"))
 
 
 def _check_metrics(top, data, reg: Registry, errors: list):

@@ -51,12 +51,17 @@ def show_grid(ax, images: np.ndarray, per_row: int, row_labels=(), col_labels=()
 
 
 def _names(snap: dict, labels) -> list[str]:
-    names = [str(n) for n in snap.get("class_names", [])]
+    names = [plain(n) for n in snap.get("class_names", [])]
     return [names[int(i)] if int(i) < len(names) else str(int(i)) for i in labels]
 
 
 def _title(rec: dict) -> str:
-    return f"{rec['label']} (seed {rec['seed']})"
+    return plain(f"{rec['label']} (seed {rec['seed']})")
+
+
+def plain(text) -> str:
+    """Text shown as written: matplotlib would read a pair of '$' as a formula (and may fail on it)."""
+    return str(text).replace("$", r"\$")
 
 
 # -- one run -----------------------------------------------------------------------
@@ -228,7 +233,7 @@ def comparison(path: Path, records: list[dict], snaps: dict[str, dict], order: l
     n = len(first["originals"])
     fig = Figure(figsize=(n * 0.6 + 2.4, (len(pairs) + 1) * 0.62 + 0.9))
     ax = fig.subplots()
-    show_grid(ax, images, n, ["original"] + [f"{r['label']} (seed {r['seed']})" for r, _ in pairs],
+    show_grid(ax, images, n, ["original"] + [_title(r) for r, _ in pairs],
               _names(first, first["originals_labels"]))
     ax.set_title("The same test images reconstructed by each configuration", fontsize=9, pad=28)
     return save(fig, path)
@@ -242,7 +247,7 @@ def sample_comparison(path: Path, records: list[dict], snaps: dict[str, dict], o
     rows = [s["samples"][::10][:10] if "sample_labels" in s else s["samples"][:10] for _, s in pairs]
     fig = Figure(figsize=(8.4, len(pairs) * 0.62 + 0.8))
     ax = fig.subplots()
-    labels = [f"{r['label']} (seed {r['seed']})" + (", one per class" if "sample_labels" in s else "")
+    labels = [_title(r) + (", one per class" if "sample_labels" in s else "")
               for r, s in pairs]
     show_grid(ax, np.concatenate(rows), 10, labels)
     ax.set_title("Ten samples of each configuration", fontsize=9)
@@ -292,7 +297,7 @@ def sweep(path: Path, board: Board, model: str, key: str, lines: dict[str, list]
             err = [0 if math.isnan(r.cells[metric].summary.half_width) else r.cells[metric].summary.half_width
                    for r in rows]
             ax.errorbar(xs, ys, yerr=err, fmt="o-", ms=4, lw=1.2, capsize=3, color=f"C{i}",
-                        label=name if len(lines) > 1 else None)
+                        label=plain(name) if len(lines) > 1 else None)
         if numeric and min(values) > 0 and max(values) / min(values) >= 8:
             ax.set_xscale("log", base=2)
         ax.set_xticks(sorted(set(values)) if numeric else range(len(categories)),

@@ -10,6 +10,7 @@ mistakes at once.
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from collections.abc import Mapping
@@ -156,6 +157,8 @@ def _convert(tp: Any, value: Any, path: Path, meta: Mapping) -> tuple[Any, list]
         ok = isinstance(value, tp)
     if not ok:
         return None, [(path, f"expected {type_name(tp)}, got {_kind(value)}")]
+    if tp is float and not math.isfinite(value):  # YAML's .nan and .inf pass every bound check
+        return None, [(path, f"expected a finite number, got {value}")]
     lo, hi = meta.get("min"), meta.get("max")
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         if lo is not None and value < lo:

@@ -59,9 +59,15 @@ def test_sweep_expands_to_one_run_per_value_and_seed(write_suite, registry):
     ("name: x\ndataset: {name: mnist}\nbudget: {steps: 1}\nruns:\n  - model: vae\n    options: {latent_dim: ten}\n",
      "runs[0].options.latent_dim: expected int, got str 'ten'"),
     ("name: x\ndataset: {name: mnist}\nbudget: {steps: 0}\nruns: [{model: vae}]\n",
-     "budget.steps: must be greater than 0, got 0"),
+     "budget.steps: must be a finite number greater than 0, got 0"),
     ("name: x\ndataset: {name: mnist}\nbudget: {seconds: -5}\nruns: [{model: vae}]\n",
-     "budget.seconds: must be greater than 0, got -5.0"),
+     "budget.seconds: must be a finite number greater than 0, got -5.0"),
+    ("name: x\ndataset: {name: mnist}\nbudget: {seconds: .nan}\nruns: [{model: vae}]\n",
+     "budget.seconds: expected a finite number, got nan"),
+    ("name: x\ndataset: {name: mnist}\nbudget: {epochs: .inf}\nruns: [{model: vae}]\n",
+     "budget.epochs: expected a finite number, got inf"),
+    ("name: x\ndataset: {name: mnist}\nbudget: {steps: 1}\nruns:\n  - model: vae\n    options: {lr: .nan}\n",
+     "runs[0].options.lr: expected a finite number, got nan"),
     ("name: x\ndataset: {name: mnist}\nruns: [{model: vae}]\n",
      "budget: missing (required: a mapping)"),
     ("name: x\ndataset: {name: mnist}\nbudget: {}\nruns: [{model: vae}]\n",
@@ -122,7 +128,7 @@ def test_validate_checks_without_training(write_suite, capsys):
     assert "ok: suite 'tiny', 1 runs" in capsys.readouterr().out
     bad = write_suite("name: x\ndataset: {name: mnist}\nbudget: {epochs: 0}\nruns: [{model: vae}]\n", "bad.yaml")
     assert main(["validate", str(good), str(bad)]) == 2
-    assert "bad.yaml: budget.epochs: must be greater than 0" in capsys.readouterr().err
+    assert "bad.yaml: budget.epochs: must be a finite number greater than 0" in capsys.readouterr().err
 
 
 def test_no_data_lists_where_it_looked(write_suite, tmp_path, monkeypatch, capsys):
