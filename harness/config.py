@@ -18,6 +18,7 @@ from typing import Any, Literal, Optional
 import yaml
 
 from . import options as opt
+from . import yamlfile
 from .errors import ConfigErrors, did_you_mean
 from .files import slug
 from .metrics import EvalOptions
@@ -157,22 +158,22 @@ def load_suite(path: str | Path, registry: Registry) -> Suite:
     if not path.is_file():
         raise ConfigErrors(f"{name}: no such suite file" if not path.exists() else f"{name}: not a file")
     try:
-        if path.stat().st_size > MAX_FILE_BYTES:
+        if path.stat().st_size > yamlfile.MAX_FILE_BYTES:
             raise ConfigErrors(f"{name}: {path.stat().st_size} bytes; a suite file may have at most "
-                               f"{MAX_FILE_BYTES // 1024} KiB")
+                               f"{yamlfile.MAX_FILE_BYTES // 1024} KiB")
         text = path.read_text(encoding="utf-8")
     except OSError as err:
         raise ConfigErrors(f"{name}: cannot be read: {err.strerror or type(err).__name__}") from None
     except UnicodeDecodeError as err:
         raise ConfigErrors(f"{name}: not UTF-8 text (byte {err.start})") from None
     try:
-        data, lines = _parse(text)
+        data, lines = yamlfile.parse(text)
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
         problem = getattr(err, "problem", None) or str(err).splitlines()[0]
         raise ConfigErrors(f"{name}: YAML syntax error: {problem}{where}") from None
-    except _TooLarge as err:
+    except yamlfile.TooLarge as err:
         raise ConfigErrors(f"{name}: {err}") from None
     errors: list[tuple[tuple, str]] = []
     suite = _validate(data, registry, errors)
@@ -191,71 +192,7 @@ def _format(file: str, path: tuple, message: str, lines: dict) -> str:
     return f"{file}: {where}: {message}" + (f" (line {line})" if line else "")
 
 
-MAX_FILE_BYTES = 1024 * 1024
-MAX_NODES = 100_000   # values in the file with every alias expanded; real suites have hundreds
 MAX_RUNS = 10_000     # runs one suite may expand to (configurations x seeds)
-
-
-class _TooLarge(ValueError):
-    pass
-
-
-def _parse(text: str):
-    """The file's data and a line map, after bounding the work that aliases can multiply.
-
-    The node graph is composed once (aliases share nodes, so this is cheap); its size
-    with every alias expanded is counted with memoisation before anything walks it.
-    """
-    loader = yaml.SafeLoader(text)
-    try:
-        node = loader.get_single_node()
-        if node is None:
-            return None, {}
-        size = _expanded_size(node, {}, set())
-        if size > MAX_NODES:
-            raise _TooLarge(f"expands through YAML aliases to more values than the limit of {MAX_NODES:,}; "
-                            f"write the values out or use fewer aliases")
-        return loader.construct_document(node), _line_map(node)
-    finally:
-        loader.dispose()
-
-
-def _expanded_size(node, sizes: dict, active: set) -> int:
-    key = id(node)
-    if key in sizes:
-        return sizes[key]
-    if key in active:
-        raise _TooLarge(f"a YAML alias refers to a value that contains it (line {node.start_mark.line + 1})")
-    active.add(key)
-    total = 1
-    if isinstance(node, yaml.MappingNode):
-        for k, v in node.value:
-            total += _expanded_size(k, sizes, active) + _expanded_size(v, sizes, active)
-            if total > MAX_NODES:
-                break  # the exact size does not matter past the limit
-    elif isinstance(node, yaml.SequenceNode):
-        for item in node.value:
-            total += _expanded_size(item, sizes, active)
-            if total > MAX_NODES:
-                break
-    active.discard(key)
-    sizes[key] = total
-    return total
-
-
-def _line_map(node, path=(), out=None) -> dict:
-    out = {} if out is None else out
-    if node is None:
-        return out
-    out.setdefault(path, node.start_mark.line + 1)
-    if isinstance(node, yaml.MappingNode):
-        for key, value in node.value:
-            out[path + (key.value,)] = key.start_mark.line + 1
-            _line_map(value, path + (key.value,), out)
-    elif isinstance(node, yaml.SequenceNode):
-        for i, item in enumerate(node.value):
-            _line_map(item, path + (i,), out)
-    return out
 
 
 def _validate(data: Any, reg: Registry, errors: list) -> Suite | None:
