@@ -117,7 +117,7 @@ def read_records(out: Path, warnings: list[str] | None = None) -> list[dict]:
     runs = out / "runs"
     for path in sorted(runs.glob(f"*/{RECORD}")) if runs.is_dir() else []:
         try:
-            files.inside(runs, path.parent.name)
+            files.inside(out, "runs", path.parent.name)  # `runs` itself may be a link too
         except ValueError as err:  # e.g. a symbolic link to a folder elsewhere
             rec, problem = None, f"{path}: {err}; skipped"
         else:

@@ -144,7 +144,7 @@ def draw_run(results: Results, rec: dict, projection_name: str | None = None) ->
 def draw_suite(results: Results) -> list[Path]:
     """The comparison figures and one figure per sweep."""
     snaps = {r["run_id"]: results.snapshot(r) for r in results.records if r.get("status") == "ok"}
-    folder = results.out / FIGURES
+    folder = files.inside(results.out, FIGURES)  # a link to elsewhere is refused
     folder.mkdir(parents=True, exist_ok=True)
     made = [figures.comparison(folder / "reconstructions.png", results.records, snaps, results.order),
             figures.sample_comparison(folder / "samples.png", results.records, snaps, results.order)]

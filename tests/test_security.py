@@ -125,9 +125,23 @@ def test_records_cannot_lead_paths_outside_the_folder(results_copy, tmp_path, ca
     before = sorted(p.name for p in tmp_path.iterdir())
     assert main(["report", str(results_copy)]) == 0
     err = capsys.readouterr().err
+    # a figures folder that is a link to elsewhere: suite figures refused, nothing written there
+    shutil.rmtree(results_copy / "figures")
+    (results_copy / "figures").symlink_to(outside, target_is_directory=True)
+    assert main(["report", str(results_copy)]) == 0
+    assert "could not draw the suite figures" in capsys.readouterr().err
+    (results_copy / "figures").unlink()
+    assert main(["report", str(results_copy)]) == 0
+    capsys.readouterr()
     assert sorted(p.name for p in outside.iterdir()) == ["record.json"]
     assert sorted(p.name for p in tmp_path.iterdir()) == before
-    assert "field 'run_id' must be a plain folder name" in err and "is not its folder's name" in err and "leads outside" in err
+    assert "field 'run_id' must be a plain folder name" in err and "is not its folder's name" in err
+    # a runs folder that is itself a link to elsewhere: no record is taken from there
+    moved = tmp_path / "moved-runs"
+    (results_copy / "runs").rename(moved)
+    (results_copy / "runs").symlink_to(moved, target_is_directory=True)
+    assert main(["report", str(results_copy)]) == 2
+    assert "leads outside" in capsys.readouterr().err and "leads outside" in err
     sweeps = [p.name for p in (results_copy / "figures").glob("sweep_*.png")]
     assert len(sweeps) == 1 and "/" not in sweeps[0] and ".." not in sweeps[0]
 
