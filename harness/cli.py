@@ -47,7 +47,11 @@ def _interrupts_deferred():
 def _main(argv: list[str] | None) -> int:
     args = _parser().parse_args(argv)
     with _interrupts_deferred():
-        import torch  # noqa: F401  (the slow import that must not be interrupted halfway)
+        import torch  # noqa: F401  (the slow imports that must not be interrupted halfway)
+
+        from .pluginmanager import _prepare_imports
+
+        _prepare_imports()
     from . import messages
 
     err = messages.console(stderr=True)

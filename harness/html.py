@@ -51,8 +51,11 @@ def render(results: Results) -> str:
     for row in board.rows:
         parts.append(_configuration(results, row))
     parts.append(_failed(results))
-    if results.warnings:
-        items = "".join(f"<li>{_e(w)}</li>" for w in results.warnings)
+    plugin_warnings = results.env.get("plugin_warnings")
+    shown = list(results.warnings) + [f"when the suite ran: {w}" for w in
+                                      (plugin_warnings if isinstance(plugin_warnings, list) else [])]
+    if shown:
+        items = "".join(f"<li>{_e(w)}</li>" for w in shown)
         parts.append(f"<h2 id='warnings'>Warnings</h2><ul class='note'>{items}</ul>")
     parts.append("<h2 id='setup'>Setup</h2>")
     parts.append(f"<pre>{_e(yaml.safe_dump(suite, sort_keys=False))}</pre>" if suite else "")

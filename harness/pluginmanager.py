@@ -2,9 +2,11 @@
 
 Every plugin, built-in or third-party, is an entry point in the ``genbench`` group.
 ``GENBENCH_LOAD_PLUGINS`` (comma-separated entry-point or distribution names; empty
-for none) limits which load. A plugin that fails to import, breaks a rule, or
-registers a name twice is reported as a warning naming its distribution, and the rest
-keep working. A misspelt hook is an error (pluggy's ``check_pending``).
+for none) limits which load, and ``GENBENCH_DISABLE_PLUGINS`` leaves some out. A plugin
+that fails to import, implements a hook that does not exist (a misspelt name), breaks a
+rule, or registers a name twice is reported as a warning naming its distribution and
+left out; the rest keep working. The torchvision workaround is applied before any
+plugin is imported, so a plugin may ``import torchvision`` next to the CPU torch.
 """
 
 from __future__ import annotations
@@ -21,12 +23,13 @@ import pluggy
 
 from . import hookspecs
 from .data import Dataset
-from .errors import PluginError, did_you_mean
+from .errors import did_you_mean
 from .metrics import Metric
 from .model import Capability, Model
 
 GROUP = "genbench"
 ENV_LOAD = "GENBENCH_LOAD_PLUGINS"
+ENV_DISABLE = "GENBENCH_DISABLE_PLUGINS"
 _NAME = re.compile(r"[a-z][a-z0-9_]*")
 
 pm = pluggy.PluginManager(GROUP)
@@ -51,11 +54,21 @@ _load_warnings: list[str] = []
 _loaded = False
 
 
-def _allowed() -> set[str] | None:
-    value = os.environ.get(ENV_LOAD)
+def _names(variable: str) -> set[str] | None:
+    value = os.environ.get(variable)
     if value is None:
         return None
     return {part.strip() for part in value.split(",") if part.strip()}
+
+
+def _prepare_imports() -> None:
+    """What a plugin's imports need: torchvision importable next to the CPU torch."""
+    from ._torchvision_compat import ensure_torchvision
+
+    try:
+        ensure_torchvision()
+    except ImportError:
+        pass  # not installed: a plugin that needs it fails to load, with a warning
 
 
 def load_entry_points() -> None:
@@ -64,11 +77,14 @@ def load_entry_points() -> None:
     if _loaded:
         return
     _loaded = True
-    allowed = _allowed()
+    _prepare_imports()
+    allowed, disabled = _names(ENV_LOAD), _names(ENV_DISABLE) or set()
     for ep in importlib.metadata.entry_points(group=GROUP):
         dist = ep.dist
         source = Source(ep.name, dist.name if dist else "?", dist.version if dist else "?")
         if allowed is not None and ep.name not in allowed and source.distribution not in allowed:
+            continue
+        if ep.name in disabled or source.distribution in disabled:
             continue
         if pm.has_plugin(ep.name):
             _load_warnings.append(f"{source}: the plugin name is taken already; skipped")
@@ -80,21 +96,20 @@ def load_entry_points() -> None:
             _load_warnings.append(f"{source} failed to load: {type(err).__name__}: {err}")
             continue
         _sources[ep.name] = source
-    _check_hook_names()
+    _load_warnings.extend(_drop_unknown_hooks())
 
 
-def _check_hook_names() -> None:
+def _drop_unknown_hooks() -> list[str]:
+    """Leave out every plugin that implements a hook genbench does not have; say why."""
     known = [name for name in dir(hookspecs) if name.startswith("register_")]
-    try:
-        pm.check_pending()
-    except pluggy.PluginValidationError:
-        lines = []
-        for name, caller in vars(pm.hook).items():
-            if isinstance(caller, pluggy.HookCaller) and not caller.has_spec():
-                for impl in caller.get_hookimpls():
-                    lines.append(f"{source_of(impl.plugin_name)} implements unknown hook '{name}'"
-                                 f"{did_you_mean(name, known)} (set {ENV_LOAD} to leave it out)")
-        raise PluginError(*lines) from None
+    warnings = []
+    for name, caller in list(vars(pm.hook).items()):
+        if isinstance(caller, pluggy.HookCaller) and not caller.has_spec():
+            for impl in caller.get_hookimpls():
+                warnings.append(f"{source_of(impl.plugin_name)} implements unknown hook '{name}'"
+                                f"{did_you_mean(name, known)}; the plugin is left out")
+                pm.unregister(name=impl.plugin_name)
+    return warnings
 
 
 def source_of(plugin_name: str) -> Source:
@@ -118,7 +133,7 @@ class Registry:
 def get_registry() -> Registry:
     """Load the entry points (once) and collect all registrations afresh."""
     load_entry_points()
-    reg = Registry(warnings=list(_load_warnings))
+    reg = Registry(warnings=list(_load_warnings) + _drop_unknown_hooks())  # also plugins registered since
     kinds: list[tuple[str, str, dict, Callable[[Any], str]]] = [
         ("model", "register_models", reg.models, _check_model),
         ("dataset", "register_datasets", reg.datasets, _check_dataset),

@@ -146,7 +146,7 @@ def device_description(device: torch.device) -> str:
     return f"{platform.processor() or platform.machine()} CPU, {os.cpu_count()} cores"
 
 
-def environment(device: torch.device, plugin_sources) -> dict:
+def environment(device: torch.device, plugin_sources, plugin_warnings=()) -> dict:
     return {
         "versions": versions(),
         "device": str(device),
@@ -155,6 +155,7 @@ def environment(device: torch.device, plugin_sources) -> dict:
         "platform": platform.platform(),
         "plugins": [{"plugin": s.plugin, "distribution": s.distribution, "version": s.version}
                     for s in plugin_sources],
+        "plugin_warnings": list(plugin_warnings),  # plugins left out, and why
     }
 
 

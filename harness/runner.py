@@ -173,7 +173,7 @@ def _run_locked(suite: Suite, registry: Registry, out: Path, device: torch.devic
                   f"({len(data.train)} train / {len(data.eval)} {data.eval_split} images), "
                   f"device {device}, budget {escape(str(suite.budget.limits()))}")
     record.write_text(out / "suite.yaml", yaml.safe_dump(resolved, sort_keys=False))
-    record.write_json(out / "env.json", record.environment(device, registry.plugin_sources()))
+    record.write_json(out / "env.json", record.environment(device, registry.plugin_sources(), registry.warnings))
     done = _finished(out) if resume else {}
     failed = 0
     for i, run in enumerate(suite.runs, 1):
