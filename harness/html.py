@@ -142,8 +142,14 @@ def _fmt(value) -> str:
 
 def _failed(results: Results) -> str:
     failed = [r for r in results.records if r.get("status") != "ok"]
-    if not failed:
-        return ""
     items = "".join(f"<li><strong>{_e(r['label'])}</strong> seed {_e(r['seed'])}: {_e(r.get('error', r.get('status')))} "
                     f"(<code>runs/{_e(r['run_id'])}/error.log</code>)</li>" for r in failed)
-    return f"<h2 id='failed' class='failed'>Failed runs</h2><ul>{items}</ul>"
+    out = f"<h2 id='failed' class='failed'>Failed runs</h2><ul>{items}</ul>" if failed else ""
+    metric_errors = [(r, name, e) for r in results.records if isinstance(r.get("metric_errors"), dict)
+                     for name, e in r["metric_errors"].items() if isinstance(e, dict)]
+    if metric_errors:
+        items = "".join(f"<li><strong>{_e(r['label'])}</strong> seed {_e(r['seed'])}, metric <code>{_e(name)}</code>: "
+                        f"{_e(e.get('error'))} (traceback in <code>runs/{_e(r['run_id'])}/record.json</code>)</li>"
+                        for r, name, e in metric_errors)
+        out += f"<h2 id='metric-errors' class='failed'>Failed metrics</h2><ul>{items}</ul>"
+    return out

@@ -15,6 +15,7 @@ import functools
 import hashlib
 import math
 import re
+import traceback
 from collections.abc import Callable
 from typing import Any, Literal, Optional
 
@@ -204,8 +205,11 @@ def evaluate(model: Model, data: DeviceData, metrics: list[Metric], options: Eva
     """Score ``model`` on every metric; None where it lacks a capability or gave no finite value.
 
     Every draw comes from streams seeded by ``seed`` (the run's), so a run's scores do
-    not depend on what ran before it. Returns the scores and the details to record
-    (per-metric extras, the extractor hash, and a reason for every value left empty).
+    not depend on what ran before it. A metric that raises gets no score and its error
+    and traceback go to ``details["errors"]``; the others are computed as usual (a
+    model whose outputs break their contract still fails the run). Returns the scores
+    and the details to record (per-metric extras, the extractor hash, and a reason for
+    every value left empty).
     """
     ctx = EvalContext(model, data, options)
     model.eval()
@@ -215,10 +219,18 @@ def evaluate(model: Model, data: DeviceData, metrics: list[Metric], options: Eva
             if not metric.applies_to(model):
                 scores[metric.name] = None
                 continue
-            value = metric.compute(ctx)
-            if isinstance(value, tuple):
-                value, ctx.details[metric.name] = value
-            value = float(value)
+            try:
+                value = metric.compute(ctx)
+                if isinstance(value, tuple):
+                    value, ctx.details[metric.name] = value
+                value = float(value)
+            except (outputs.ModelOutputError, KeyboardInterrupt):
+                raise  # the model broke its contract: the run fails, it is never ranked
+            except Exception as err:  # a failing metric fails alone: the others and the run stand
+                scores[metric.name] = None
+                ctx.details.setdefault("errors", {})[metric.name] = {
+                    "error": f"{type(err).__name__}: {err}", "traceback": traceback.format_exc()}
+                continue
             scores[metric.name] = value if math.isfinite(value) else None
             if not math.isfinite(value):  # strict JSON has no NaN: null plus the reason
                 ctx.details.setdefault("not_finite", {})[metric.name] = f"the metric gave {value}"

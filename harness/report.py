@@ -173,7 +173,7 @@ def guarded(results: Results, what: str, fn) -> None:
     """
     try:
         fn()
-    except UserError:
+    except files.OutputError:
         raise
     except Exception as err:
         results.warnings.append(f"could not draw the {what}: {type(err).__name__}: {err}")

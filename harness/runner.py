@@ -231,7 +231,7 @@ def _report_step(console: Console, what: str, fn) -> None:
     """
     try:
         fn()
-    except UserError:
+    except files.OutputError:
         raise
     except Exception as err:
         console.print(messages.warning(f"could not write the {what}: {type(err).__name__}: {err} "
@@ -281,14 +281,18 @@ def execute_run(suite: Suite, run: RunSpec, run_id: str, run_dir: Path, registry
                         "optimizers": {k: o.state_dict() for k, o in model.optimizers.items()}}, buffer)
             files.write_bytes(run_dir / "model.pt", buffer.getvalue())
         rec["metrics"], details = evaluate(model, data, metrics, suite.evaluation, run.seed)
+        rec["metric_errors"] = details.pop("errors", {})
         rec["metric_details"] = details
+        for name, failure in rec["metric_errors"].items():
+            console.print(messages.warning(f"metric '{name}' failed for {run.label} seed {run.seed}: "
+                                           f"{failure['error']} (the traceback is in the record)"))
         rec["eval_seconds"] = round(time.perf_counter() - started, 3)
         _report_step(console, "figure snapshot", lambda: snapshot.save(
             run_dir / snapshot.SNAPSHOT, snapshot.take(model, data, run.seed, suite.report.latent_points)))
         rec["status"] = "ok"
         shown = ", ".join(f"{k} {v:.3f}" for k, v in rec["metrics"].items() if v is not None)
         console.print(f"  {escape(shown) or 'no applicable metrics'} (eval {rec['eval_seconds']:.1f} s)")
-    except (KeyboardInterrupt, UserError):
+    except (KeyboardInterrupt, files.OutputError):
         raise  # Ctrl-C, or a folder that cannot take files: stop the suite, keep what is written
     except Exception as err:  # one broken run must not take the suite down
         rec.update(status="failed", error=f"{type(err).__name__}: {err}")

@@ -150,3 +150,39 @@ def test_tiny_suite_on_cuda_has_the_same_layout(write_suite, tmp_path):
     assert run_cli(write_suite(TINY), "--out", out, "--device", "cuda") == 0
     rec = json.loads(next(out.glob("runs/*/record.json")).read_text())
     assert rec["device"].startswith("cuda") and rec["status"] == "ok"
+
+
+def test_a_failing_metric_fails_alone(write_suite, tmp_path, capsys):
+    from conftest import register_mock
+
+    def broken(ctx):
+        raise ValueError("this metric has a bug")
+
+    def needs_setup(ctx):
+        raise genbench.errors.UserError("this metric needs a file that is not there")
+
+    register_mock("mock_failing_metrics", register_metrics=lambda register: (
+        register(genbench.Metric("mock_broken", broken)), register(genbench.Metric("mock_needs_setup", needs_setup))))
+    try:
+        text = TINY.replace("seeds: [0]", "seeds: [0, 1]").replace(
+            "runs:", "metrics: [bce, mock_broken, kl, mock_needs_setup]\nruns:")
+        assert run_cli(write_suite(text), "--out", tmp_path / "out") == 0
+    finally:
+        pluginmanager.pm.unregister(name="mock_failing_metrics")
+    out = capsys.readouterr().out
+    assert "genbench: warning: metric 'mock_broken' failed for vae[hidden_dim=64,latent_dim=4] seed 0: " \
+           "ValueError: this metric has a bug" in out.replace("\n", " ").replace("  ", " ")
+    records = [json.loads(p.read_text()) for p in (tmp_path / "out").glob("runs/*/record.json")]
+    assert len(records) == 2 and all(r["status"] == "ok" for r in records)
+    for rec in records:
+        assert rec["metrics"]["mock_broken"] is None and rec["metrics"]["mock_needs_setup"] is None
+        assert rec["metrics"]["bce"] > 0 and rec["metrics"]["kl"] > 0  # the others stand
+        errors = rec["metric_errors"]
+        assert errors["mock_broken"]["error"] == "ValueError: this metric has a bug"
+        assert "Traceback" in errors["mock_broken"]["traceback"] and "in broken" in errors["mock_broken"]["traceback"]
+        assert errors["mock_needs_setup"]["error"] == "UserError: this metric needs a file that is not there"
+        run_dir = tmp_path / "out" / "runs" / rec["run_id"]
+        assert (run_dir / "model.pt").is_file() and (run_dir / "samples.png").is_file()
+    row = next(l for l in (tmp_path / "out" / "leaderboard.md").read_text().splitlines() if l.startswith("| 1 "))
+    assert row.split("|")[4].strip() == "2"  # both runs count on the leaderboard
+    assert "Failed metrics" in (tmp_path / "out" / "report.html").read_text()
