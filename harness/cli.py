@@ -118,6 +118,17 @@ def _parser() -> argparse.ArgumentParser:
     cmp.add_argument("--format", choices=("rich", "md", "csv", "json"), default="rich")
     cmp.set_defaults(func=cmd_compare)
 
+    res = sub.add_parser("rescore", help="score the saved models of a results folder again, without training",
+                         description="Load each finished run's model.pt, compute the metrics again (or the ones "
+                         "named by --metrics, e.g. one added since), update the records, and rebuild the tables "
+                         "and report.html. With the same settings the recorded scores are reproduced exactly.")
+    res.add_argument("dir", metavar="DIR", help="a folder written by `genbench run` with save_models: true")
+    res.add_argument("--metrics", metavar="A,B", help="only these metrics (comma-separated); default: the suite's")
+    res.add_argument("--suite", metavar="FILE", help="take metrics and evaluation settings from this suite file "
+                     "instead of DIR/suite.yaml")
+    res.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    res.set_defaults(func=cmd_rescore)
+
     plug = sub.add_parser("plugins", help="list installed models, data sets and metrics",
                           description="List what the installed plugins register, and which "
                           "distribution provides each.")
@@ -167,6 +178,13 @@ def cmd_report(args, registry) -> int:
     else:
         sys.stdout.write(report.render(results, args.format))
     return 0
+
+
+def cmd_rescore(args, registry) -> int:
+    from .rescore import rescore
+
+    metrics = [m.strip() for m in args.metrics.split(",") if m.strip()] if args.metrics else None
+    return rescore(Path(args.dir), registry, metrics, args.suite, args.device)
 
 
 def cmd_compare(args, registry) -> int:

@@ -97,7 +97,9 @@ def build(cls: type, data: Any, path: Path = ()) -> tuple[Any, list[tuple[Path, 
             errors.append((path + (str(key),), f"unknown option '{key}'{did_you_mean(str(key), fields)}"))
     values = {}
     for name, f in fields.items():
-        if name in data:
+        if name in data and data[name] == [] and f.default == ():
+            values[name] = ()  # an empty list is fine where empty is the default
+        elif name in data:
             value, errs = _convert(hints[name], data[name], path + (name,), f.metadata)
             errors.extend(errs)
             values[name] = value

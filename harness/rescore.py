@@ -1,0 +1,98 @@
+"""``genbench rescore``: score the saved models of a results folder again, without training.
+
+For a metric added after the fact, or a metric fixed since. Evaluation draws from
+streams seeded by each run's seed, so rescoring a saved model with the same settings
+reproduces its recorded scores exactly.
+"""
+
+from __future__ import annotations
+
+import io
+import time
+from pathlib import Path
+
+import torch
+import yaml
+from rich.console import Console
+from rich.markup import escape
+
+from . import files, messages, options, record, report
+from .config import Suite, load_suite
+from .errors import UserError
+from .metrics import evaluate
+from .pluginmanager import Registry
+from .runner import load_data, pick_device
+
+
+def rescore(out: Path, registry: Registry, metrics: list[str] | None = None, suite_path: str | None = None,
+            device_name: str = "auto", console: Console | None = None) -> int:
+    """Re-evaluate every finished run that kept its model.pt; return the exit status."""
+    console = console or messages.console()
+    out = Path(out)
+    suite = load_suite(suite_path or out / "suite.yaml", registry)
+    names = list(metrics) if metrics else list(suite.metrics)
+    unknown = [m for m in names if m not in registry.metrics]
+    if unknown:
+        raise UserError(f"--metrics: unknown metric(s) {', '.join(unknown)}; `genbench plugins` lists them")
+    device = pick_device(device_name)
+    with files.FolderLock(out, "rescore"):
+        results = report.load(out)
+        runs = [r for r in results.records if r["status"] == "ok"]
+        missing = [r["run_id"] for r in runs if not (results.run_dir(r) / "model.pt").is_file()]
+        for run_id in missing:
+            console.print(messages.warning(f"{run_id}: no model.pt (save_models: false?); not rescored"))
+        runs = [r for r in runs if r["run_id"] not in missing]
+        if not runs:
+            raise UserError(f"{out}: no finished run with a saved model.pt to rescore")
+        data = load_data(suite, registry, device, console=console)
+        chosen = [registry.metrics[m] for m in names]
+        for i, rec in enumerate(runs, 1):
+            started = time.perf_counter()
+            model = _load_model(registry, rec, results.run_dir(rec) / "model.pt", data.info, device)
+            scores, details = evaluate(model, data, chosen, suite.evaluation, rec["seed"])
+            _update(rec, scores, details, chosen, suite, time.perf_counter() - started)
+            record.write_json(results.run_dir(rec) / record.RECORD, rec)
+            shown = ", ".join(f"{k} {v:.4g}" for k, v in scores.items() if v is not None)
+            console.print(f"{i}/{len(runs)} {escape(rec['label'])} seed {rec['seed']}: {escape(shown) or '-'}")
+        _save_suite(out, suite, names)
+        report.build(report.load(out), redraw_runs=False)
+    console.print(f"Rescored {len(runs)} run(s) in {escape(str(out))}; tables and report.html rebuilt")
+    return 0
+
+
+def _load_model(registry: Registry, rec: dict, path: Path, info, device: torch.device):
+    cls = registry.models.get(rec["model"])
+    if cls is None:
+        raise UserError(f"{path}: model '{rec['model']}' is not installed")
+    opts, errors = options.build(cls.Options, rec.get("options") or {})
+    if errors:
+        raise UserError(f"{path.parent / record.RECORD}: its options no longer fit model '{rec['model']}': "
+                        f"{options.format_path(errors[0][0])}: {errors[0][1]}")
+    try:
+        saved = torch.load(io.BytesIO(path.read_bytes()), map_location="cpu", weights_only=True)  # never unpickle
+        model = cls(opts, info)
+        model.load_state_dict(saved["state_dict"])
+    except Exception as err:
+        raise UserError(f"{path}: cannot be loaded into model '{rec['model']}': {type(err).__name__}: {err}") from None
+    return model.to(device)
+
+
+def _update(rec: dict, scores: dict, details: dict, metrics, suite: Suite, seconds: float) -> None:
+    rec["metrics"] = {**(rec.get("metrics") or {}), **scores}
+    errors = details.pop("errors", {})
+    rec["metric_errors"] = {**{k: v for k, v in (rec.get("metric_errors") or {}).items() if k not in scores}, **errors}
+    rec["metric_details"] = {**(rec.get("metric_details") or {}), **details}
+    rec["metric_info"] = {**(rec.get("metric_info") or {}), **{
+        m.name: {"unit": m.unit, "higher_is_better": m.higher_is_better,
+                 "requires": sorted(c.value for c in m.requires), "description": m.description} for m in metrics}}
+    rec["evaluation"] = options.as_dict(suite.evaluation)
+    rec["rescored"] = {"at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "metrics": list(scores),
+                       "eval_seconds": round(seconds, 3)}
+
+
+def _save_suite(out: Path, suite: Suite, names: list[str]) -> None:
+    """suite.yaml lists every metric the records now hold, in the suite's order first."""
+    resolved = yaml.safe_load((out / "suite.yaml").read_text(encoding="utf-8")) or {}
+    resolved["metrics"] = list(dict.fromkeys(list(resolved.get("metrics") or []) + names))
+    resolved["evaluation"] = options.as_dict(suite.evaluation)
+    record.write_text(out / "suite.yaml", yaml.safe_dump(resolved, sort_keys=False))

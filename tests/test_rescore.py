@@ -1,0 +1,51 @@
+"""`genbench rescore`: saved models scored again, without training (issue 10, item 5)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+from conftest import TINY, genbench_cmd
+from genbench.cli import main
+
+SCORED = TINY.replace("runs:", "metrics: [fid, bce, kl, elbo]\n"
+                      "evaluation: {num_samples: 500, kid_subset_size: 100}\nruns:")
+
+
+def _records(out):
+    return {p.parent.name: json.loads(p.read_text()) for p in out.glob("runs/*/record.json")}
+
+
+def test_rescoring_reproduces_every_recorded_score_exactly(write_suite, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["run", str(write_suite(SCORED)), "--out", str(out)]) == 0
+    before = _records(out)
+    proc = subprocess.run(genbench_cmd() + ["rescore", str(out)], capture_output=True, text=True)  # a fresh process
+    assert proc.returncode == 0, proc.stderr
+    after = _records(out)
+    for run_id, rec in before.items():
+        assert after[run_id]["metrics"] == rec["metrics"]  # exact: sampled FID and ELBO included
+        assert after[run_id]["metrics"]["fid"] > 0 and after[run_id]["rescored"]["metrics"] == ["fid", "bce", "kl", "elbo"]
+    assert "Rescored 1 run(s)" in proc.stdout
+
+
+def test_rescoring_adds_a_metric_to_old_results(write_suite, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["run", str(write_suite(TINY)), "--out", str(out)]) == 0
+    (before,) = _records(out).values()
+    assert "ssim" not in before["metrics"]
+    assert main(["rescore", str(out), "--metrics", "ssim"]) == 0
+    (after,) = _records(out).values()
+    assert 0 < after["metrics"]["ssim"] < 1
+    assert {k: after["metrics"][k] for k in ("bce", "kl")} == {k: before["metrics"][k] for k in ("bce", "kl")}
+    assert "ssim" in (out / "leaderboard.md").read_text() and "ssim" in (out / "results.csv").read_text()
+
+
+def test_rescore_errors_are_one_line(write_suite, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["run", str(write_suite(TINY.replace("runs:", "save_models: false\nruns:"))), "--out", str(out)]) == 0
+    capsys.readouterr()
+    assert main(["rescore", str(out)]) == 2
+    assert "no finished run with a saved model.pt to rescore" in capsys.readouterr().err
+    assert main(["rescore", str(out), "--metrics", "fdi"]) == 2
+    assert "unknown metric(s) fdi" in capsys.readouterr().err
