@@ -11,11 +11,9 @@ import importlib
 
 __version__ = "0.1.0"
 
-_API = {
-    "Dataset": "data", "ImageSet": "data", "hookimpl": "hookspecs", "EvalContext": "metrics",
-    "EvalOptions": "metrics", "Metric": "metrics", "Batch": "model", "Capability": "model",
-    "DataInfo": "model", "Model": "model", "NoOptions": "model", "Step": "model", "option": "options",
-}
+_API = {name: "api" for name in (
+    "Batch", "Capability", "DataInfo", "Dataset", "EvalContext", "EvalOptions", "ImageSet", "Metric", "Model",
+    "NoOptions", "Step", "hookimpl", "option")}
 
 __all__ = sorted(_API) + ["__version__"]
 

@@ -49,14 +49,14 @@ def _main(argv: list[str] | None) -> int:
     with _interrupts_deferred():
         import torch  # noqa: F401  (the slow imports that must not be interrupted halfway)
 
-        from .pluginmanager import _prepare_imports
+        from .engine.pluginmanager import _prepare_imports
 
         _prepare_imports()
     from . import messages
 
     err = messages.console(stderr=True)
     try:
-        from .pluginmanager import get_registry
+        from .engine.pluginmanager import get_registry
 
         registry = get_registry()
         for warning in registry.warnings:
@@ -67,7 +67,7 @@ def _main(argv: list[str] | None) -> int:
             err.print(messages.error(line), soft_wrap=True)
         return e.exit_code
     except OSError as e:  # a file that could not be read or written: say which, no traceback
-        from .files import describe_os_error
+        from .results.files import describe_os_error
 
         err.print(messages.error(describe_os_error(e)), soft_wrap=True)
         return 2
@@ -140,9 +140,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def cmd_run(args, registry) -> int:
-    from .config import load_suite
-    from .files import slug
-    from .runner import run_suite
+    from .engine.config import load_suite
+    from .results.files import slug
+    from .engine.runner import run_suite
 
     suite = load_suite(args.suite, registry)
     out = Path(args.out) if args.out else Path("results") / slug(suite.name)
@@ -150,9 +150,11 @@ def cmd_run(args, registry) -> int:
 
 
 def cmd_report(args, registry) -> int:
-    from . import files, leaderboard, messages, report
+    from .results import files, store
+    from .render import leaderboard, report
+    from . import messages
 
-    results = report.load(Path(args.dir))
+    results = store.load(Path(args.dir))
     err = messages.console(stderr=True)
     if not args.no_write:
         try:
@@ -181,16 +183,18 @@ def cmd_report(args, registry) -> int:
 
 
 def cmd_rescore(args, registry) -> int:
-    from .rescore import rescore
+    from .engine.rescore import rescore
 
     metrics = [m.strip() for m in args.metrics.split(",") if m.strip()] if args.metrics else None
     return rescore(Path(args.dir), registry, metrics, args.suite, args.device)
 
 
 def cmd_compare(args, registry) -> int:
-    from . import compare, messages, report
+    from .render import compare
+    from .results import store
+    from . import messages
 
-    a, b = report.load(Path(args.dir_a)), report.load(Path(args.dir_b))
+    a, b = store.load(Path(args.dir_a)), store.load(Path(args.dir_b))
     out = compare.render(a, b, args.format)
     err = messages.console(stderr=True)
     for results in (a, b):
@@ -207,8 +211,8 @@ def cmd_validate(args, registry) -> int:
     import torch
 
     from . import messages
-    from .config import load_suite
-    from .runner import load_data
+    from .engine.config import load_suite
+    from .engine.runner import load_data
 
     console, problems = messages.console(), []
     for path in args.suites:
@@ -266,7 +270,7 @@ def cmd_plugins(args, registry) -> int:
 
 
 def _plugin_info(registry) -> dict:
-    from .options import describe
+    from .api.options import describe
 
     def source(kind, name):
         s = registry.sources[(kind, name)]

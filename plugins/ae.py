@@ -11,7 +11,7 @@ from torch import nn
 
 import genbench
 from genbench import Capability, option
-from genbench.losses import bce_with_logits
+from genbench.api.losses import bce_with_logits
 
 
 def mlp(sizes: list[int]) -> nn.Sequential:

@@ -9,8 +9,8 @@ import numpy as np
 import torch
 
 import genbench
-from genbench.data import CACHE_DIR, DataError, DataNotFound, find_files, read_idx, torchvision_download
-from genbench.extractor import ExtractorSpec
+from genbench.api import (CACHE_DIR, DataError, DataNotFound, ExtractorSpec, find_files, read_idx,
+                          torchvision_download)
 
 # Domain feature extractors trained by scripts/train_extractor.py; the hashes pin them.
 WEIGHTS = Path(__file__).parent / "weights"

@@ -12,8 +12,8 @@ import torch
 import torch.nn.functional as F
 
 import genbench
-from genbench import Capability, fidelity
-from genbench.losses import gaussian_kl
+from genbench.api import Capability, fidelity
+from genbench.api.losses import gaussian_kl
 
 R, P, S, C = Capability.RECONSTRUCT, Capability.POSTERIOR, Capability.SAMPLE, Capability.CONDITIONAL
 

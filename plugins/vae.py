@@ -15,7 +15,7 @@ from torch import nn
 
 import genbench
 from genbench import Capability, option
-from genbench.losses import bce_with_logits, gaussian_kl, reparameterize
+from genbench.api.losses import bce_with_logits, gaussian_kl, reparameterize
 
 _GENERATIVE = frozenset({Capability.RECONSTRUCT, Capability.POSTERIOR, Capability.SAMPLE})
 

@@ -12,19 +12,20 @@ the shipped file, not this script, defines the metric.
 from __future__ import annotations
 
 import argparse
-import io
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-from genbench import files
-from genbench.config import DatasetConfig
-from genbench.data import prepare, to_float
-from genbench.extractor import DomainNet, file_sha256
-from genbench.pluginmanager import get_registry
+from genbench.api.dataset import to_float
+from genbench.api.extractor import DomainNet, file_sha256
+from genbench.engine.config import DatasetConfig
+from genbench.engine.data import prepare
+from genbench.engine.pluginmanager import get_registry
+from genbench.results import files
 
 
 def shifted(x: torch.Tensor, generator: torch.Generator, pixels: int = 2) -> torch.Tensor:
@@ -67,9 +68,13 @@ def main() -> int:
                            == data.eval.labels[i:i + 1000]).sum().item() for i in range(0, len(data.eval), 1000))
         print(f"epoch {epoch + 1}: loss {loss.item():.4f}, test accuracy {correct / len(data.eval):.4f}, "
               f"{time.perf_counter() - started:.0f} s", flush=True)
-    buffer = io.BytesIO()
-    torch.save(net.state_dict(), buffer)
-    files.write_bytes(args.out, buffer.getvalue())
+    # torch names the archive's folder after the file ("mnist/data.pkl"), so the pinned
+    # SHA-256 is reproduced only under the output's own name: save it as such in a scratch
+    # folder, then write the bytes atomically.
+    with tempfile.TemporaryDirectory() as scratch:
+        staging = Path(scratch) / args.out.name
+        torch.save(net.state_dict(), staging)
+        files.write_bytes(args.out, staging.read_bytes())
     print(f"{args.dataset}: test accuracy {correct / len(data.eval):.4f}; wrote {args.out} "
           f"({args.out.stat().st_size} bytes), sha256 {file_sha256(args.out)}")
     return 0

@@ -35,7 +35,7 @@ def data_root() -> Path:
 
 @pytest.fixture(scope="session")
 def registry():
-    from genbench.pluginmanager import get_registry
+    from genbench.engine.pluginmanager import get_registry
 
     return get_registry()
 
@@ -117,7 +117,8 @@ def register_mock(name: str, **hooks):
     """Register hook implementations under ``name``; returns the plugin (unregister it after)."""
     import types
 
-    from genbench import hookimpl, pluginmanager
+    from genbench import hookimpl
+    from genbench.engine import pluginmanager
 
     plugin = types.SimpleNamespace(**{hook: hookimpl(fn) for hook, fn in hooks.items()})
     pluginmanager.pm.register(plugin, name=name)

@@ -8,7 +8,7 @@ import pytest
 
 from conftest import TINY, genbench_cmd
 from genbench.cli import main
-from genbench.config import load_suite
+from genbench.engine.config import load_suite
 from genbench.errors import ConfigErrors
 
 

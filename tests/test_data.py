@@ -8,8 +8,9 @@ import shutil
 
 import torch
 
-from genbench.data import ImageSet, DeviceData, find_files, read_idx, search_roots
-from genbench.model import DataInfo
+from genbench.api.dataset import ImageSet, find_files, read_idx, search_roots
+from genbench.engine.data import DeviceData
+from genbench.api.model import DataInfo
 from genbench._torchvision_compat import ensure_torchvision
 
 MD5 = {  # of the uncompressed files, as the original distributions publish them
@@ -89,8 +90,8 @@ def test_batches_are_slices_covering_each_image_once_per_epoch():
 
 
 def test_prepare_subsets_and_validation_split(registry, write_suite):
-    from genbench.config import load_suite
-    from genbench.runner import load_data
+    from genbench.engine.config import load_suite
+    from genbench.engine.runner import load_data
 
     suite = load_suite(write_suite("""
         name: v

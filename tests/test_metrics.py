@@ -10,11 +10,13 @@ import torch.nn.functional as F
 from skimage.metrics import structural_similarity
 
 import genbench
-from genbench import Capability, fidelity
-from genbench import extractor as ext
-from genbench.config import DatasetConfig, load_suite
-from genbench.data import prepare, to_float
-from genbench.metrics import EvalContext, EvalOptions, evaluate
+from genbench.api import Capability, fidelity
+from genbench.api import extractor as ext
+from genbench.engine.config import DatasetConfig, load_suite
+from genbench.api.dataset import to_float
+from genbench.engine.data import prepare
+from genbench.api.metric import EvalContext, EvalOptions
+from genbench.engine.evaluate import evaluate
 from genbench.plugins import metrics as builtin
 from genbench.plugins.datasets import FashionMNIST, MNIST
 
@@ -89,7 +91,7 @@ def test_bce_mse_psnr_against_numpy(registry, mnist):
 
 @pytest.fixture(scope="module")
 def trained_vae(registry, mnist):
-    from genbench.train import train
+    from genbench.engine.train import train
 
     torch.manual_seed(0)
     cls = registry.models["vae"]

@@ -10,9 +10,9 @@ import torch
 
 from genbench import Capability
 from genbench.cli import main
-from genbench.config import load_suite
-from genbench.runner import load_data, seed_everything
-from genbench.train import train
+from genbench.engine.config import load_suite
+from genbench.engine.runner import load_data, seed_everything
+from genbench.engine.train import train
 
 MODELS = [
     ("ae", {}),
@@ -37,7 +37,7 @@ def data(registry, tmp_path_factory):
 
 
 def build(registry, data, name, options, seed=0):
-    from genbench import options as opt
+    from genbench.api import options as opt
 
     seed_everything(seed)
     cls = registry.models[name]
@@ -107,8 +107,8 @@ def _corr(a, b):
 
 
 def test_cvae_generates_the_asked_class(registry):
-    from genbench.config import DatasetConfig
-    from genbench.data import prepare
+    from genbench.engine.config import DatasetConfig
+    from genbench.engine.data import prepare
 
     cfg = DatasetConfig(name="fashion_mnist", test_subset=10)
     data = prepare(registry.datasets["fashion_mnist"](), cfg, torch.device("cpu"), download=False)

@@ -11,7 +11,7 @@ import pytest
 
 import genbench
 from conftest import genbench_cmd
-from genbench import pluginmanager
+from genbench.engine import pluginmanager
 
 
 def plugins_json(env_extra: dict | None = None) -> dict:

@@ -14,7 +14,8 @@ import pandas as pd
 import pytest
 from matplotlib import image as mpimg
 
-from genbench import report, snapshot
+from genbench.engine import snapshot
+from genbench.render import report
 from genbench.cli import main
 
 SUITE = """
@@ -81,8 +82,8 @@ def test_each_run_gets_the_figures_its_capabilities_allow(out):
 
 
 def test_snapshots_hold_the_same_real_test_images_for_every_run(out, registry):
-    from genbench.config import load_suite
-    from genbench.runner import load_data
+    from genbench.engine.config import load_suite
+    from genbench.engine.runner import load_data
     import torch
 
     data = load_data(load_suite(out.parent / "suite.yaml", registry), registry, torch.device("cpu"))
@@ -228,7 +229,7 @@ def test_report_command_rebuilds_everything_without_models_or_training(out, tmp_
 
 
 def test_tsne_projection_separates_classes(registry):
-    from genbench.figures import project
+    from genbench.render.figures import project
     from genbench.plugins.datasets import MNIST
 
     test = MNIST().load("test", None, download=False)

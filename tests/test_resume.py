@@ -11,8 +11,8 @@ import pytest
 
 from conftest import TINY, genbench_cmd
 from genbench.cli import main
-from genbench.config import load_suite
-from genbench.leaderboard import build
+from genbench.engine.config import load_suite
+from genbench.render.leaderboard import build
 
 
 def _records(out):

@@ -18,7 +18,8 @@ import torch
 
 import genbench
 from conftest import ROOT, TINY, genbench_cmd, register_mock
-from genbench import files, pluginmanager
+from genbench.engine import pluginmanager
+from genbench.results import files
 from genbench.cli import main
 
 # -- 9. atomic writes -----------------------------------------------------------------
@@ -41,14 +42,14 @@ def _writes_outside_the_helper(path: Path) -> list[str]:
             and ast.unparse(node.func.value) not in ("record", "files")
         target = node.args[1] if name == "torch.save" and len(node.args) > 1 else node.args[0] if node.args else None
         saver = name in ("torch.save", "np.save", "np.savez", "np.savez_compressed") and id(node) not in inside_atomic \
-            and ast.unparse(target) != "buffer"  # into memory, then written atomically
+            and ast.unparse(target) not in ("buffer", "staging")  # memory or a scratch file, then written atomically
         if plain_open or method or saver or name.endswith("savefig") and "buffer" not in ast.unparse(node.args[0]):
             found.append(f"{path.name}:{node.lineno}: {ast.unparse(node)[:80]}")
     return found
 
 
 def test_every_file_is_written_through_the_atomic_helper():
-    sources = [p for p in (ROOT / "harness").glob("*.py") if p.name != "files.py"] + \
+    sources = [p for p in (ROOT / "harness").rglob("*.py") if p.name != "files.py"] + \
         list((ROOT / "plugins").glob("*.py")) + list((ROOT / "scripts").glob("*.py"))
     assert len(sources) > 20
     assert [w for p in sources for w in _writes_outside_the_helper(p)] == []
@@ -67,7 +68,7 @@ def test_a_failed_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path):
 def test_a_killed_write_leaves_the_old_file_and_resume_cleans_up(results_copy, write_suite):
     (run_dir,) = (results_copy / "runs").iterdir()
     model = (run_dir / "model.pt").read_bytes()
-    code = ("import os, signal, sys; from genbench import files\n"
+    code = ("import os, signal, sys; from genbench.results import files\n"
             "with files.atomic_write(sys.argv[1]) as f:\n"
             "    f.write(b'x' * 100000); f.flush(); os.kill(os.getpid(), signal.SIGKILL)\n")
     proc = subprocess.run([sys.executable, "-c", code, str(run_dir / "model.pt")])
@@ -308,7 +309,7 @@ def test_ctrl_c_at_any_moment_is_one_line_and_exit_130(tmp_path, delay, data_roo
 
 
 def test_output_checks_name_dtype_and_device():
-    from genbench import outputs
+    from genbench.api import outputs
 
     model = SmallSamples(genbench.NoOptions(), None)
     cpu = torch.device("cpu")

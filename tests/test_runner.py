@@ -11,11 +11,11 @@ import torch
 
 import genbench
 from conftest import TINY
-from genbench import pluginmanager
+from genbench.engine import pluginmanager
 from genbench.cli import main
-from genbench.config import load_suite
-from genbench.runner import load_data
-from genbench.train import train
+from genbench.engine.config import load_suite
+from genbench.engine.runner import load_data
+from genbench.engine.train import train
 
 
 def run_cli(*args) -> int:

@@ -6,7 +6,8 @@ import math
 
 import pytest
 
-from genbench import leaderboard, stats
+from genbench.render import leaderboard
+from genbench.results import stats
 
 
 def test_confidence_half_width_uses_the_t_distribution():

@@ -16,10 +16,13 @@ import yaml
 from rich.console import Console
 from rich.markup import escape
 
-from . import files, messages, options, record, report
+from ..results import files, record, store
+from .. import messages
+from ..api import options
+from ..render import report
 from .config import Suite, load_suite
-from .errors import UserError
-from .metrics import evaluate
+from ..errors import UserError
+from .evaluate import evaluate
 from .pluginmanager import Registry
 from .runner import load_data, pick_device
 
@@ -36,7 +39,7 @@ def rescore(out: Path, registry: Registry, metrics: list[str] | None = None, sui
         raise UserError(f"--metrics: unknown metric(s) {', '.join(unknown)}; `genbench plugins` lists them")
     device = pick_device(device_name)
     with files.FolderLock(out, "rescore"):
-        results = report.load(out)
+        results = store.load(out)
         runs = [r for r in results.records if r["status"] == "ok"]
         missing = [r["run_id"] for r in runs if not (results.run_dir(r) / "model.pt").is_file()]
         for run_id in missing:
@@ -55,7 +58,7 @@ def rescore(out: Path, registry: Registry, metrics: list[str] | None = None, sui
             shown = ", ".join(f"{k} {v:.4g}" for k, v in scores.items() if v is not None)
             console.print(f"{i}/{len(runs)} {escape(rec['label'])} seed {rec['seed']}: {escape(shown) or '-'}")
         _save_suite(out, suite, names)
-        report.build(report.load(out), redraw_runs=False)
+        report.build(store.load(out), redraw_runs=False)
     console.print(f"Rescored {len(runs)} run(s) in {escape(str(out))}; tables and report.html rebuilt")
     return 0
 

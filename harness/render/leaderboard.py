@@ -15,7 +15,7 @@ from rich.markup import escape
 from rich.table import Table
 from tabulate import tabulate
 
-from . import stats
+from ..results import stats
 
 TIE_MARK = "†"
 

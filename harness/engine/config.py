@@ -17,12 +17,12 @@ from typing import Any, Literal, Optional
 
 import yaml
 
-from . import options as opt
+from ..api import options as opt
 from . import yamlfile
-from .errors import ConfigErrors, did_you_mean
-from .files import slug
-from .metrics import EvalOptions
-from .options import option
+from ..errors import ConfigErrors, did_you_mean
+from ..results.files import slug
+from ..api.metric import EvalOptions
+from ..api.options import option
 from .pluginmanager import Registry
 
 

@@ -15,7 +15,7 @@ import torch
 from matplotlib.figure import Figure
 
 from .leaderboard import Board, header
-from .files import write_bytes
+from ..results.files import write_bytes
 
 DPI = 110
 
@@ -29,7 +29,7 @@ def save(fig: Figure, path: Path) -> Path:
 
 def tile(images: np.ndarray, per_row: int) -> np.ndarray:
     """uint8 images (N, C, H, W) -> one (H', W') or (H', W', 3) array with white gaps."""
-    from ._torchvision_compat import ensure_torchvision
+    from .._torchvision_compat import ensure_torchvision
 
     make_grid = ensure_torchvision().utils.make_grid
     grid = make_grid(torch.from_numpy(images), nrow=per_row, padding=2, pad_value=255)

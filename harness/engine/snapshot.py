@@ -15,11 +15,12 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .data import DeviceData, to_float
-from . import outputs
-from .metrics import derive_seed, seeded
-from .model import Capability, Model
-from .files import write_bytes
+from .data import DeviceData
+from ..api.dataset import to_float
+from ..api import outputs
+from .evaluate import derive_seed, seeded
+from ..api.model import Capability, Model
+from ..results.files import write_bytes
 
 SNAPSHOT = "snapshot.npz"
 GRID = 10            # samples per row; also the number of showcase images

@@ -11,7 +11,7 @@ import torch
 
 from .budget import BudgetClock
 from .data import DeviceData
-from .model import Model, Step
+from ..api.model import Model, Step
 
 
 class TrainingDiverged(RuntimeError):

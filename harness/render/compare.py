@@ -10,9 +10,10 @@ from rich.markup import escape
 from rich.table import Table
 from tabulate import tabulate
 
-from . import stats
+from ..results import stats
+from ..results.store import Results
 from .leaderboard import header, md_escape
-from .report import Results, csv_safe
+from .report import csv_safe
 
 SETUP_KEYS = ("dataset", "budget", "seeds", "batch_size", "evaluation")
 

@@ -18,12 +18,15 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from . import figures, files, leaderboard, messages, record, report, snapshot
+from ..render import figures, leaderboard, report
+from ..results import files, record, store
+from .. import messages
+from . import snapshot
 from .config import RunSpec, Suite
 from .data import DeviceData, prepare
-from .errors import UserError
-from .metrics import check_counts, evaluate, subset_evaluator
-from .options import as_dict
+from ..errors import UserError
+from .evaluate import check_counts, evaluate, subset_evaluator
+from ..api.options import as_dict
 from .pluginmanager import Registry
 from .train import train
 
@@ -188,11 +191,11 @@ def _run_locked(suite: Suite, registry: Registry, out: Path, device: torch.devic
                           f"{i}/{len(suite.runs)}")
         failed += rec["status"] != "ok"
         record.write_json(run_dir / record.RECORD, rec)
-        results = report.load(out)
+        results = store.load(out)
         report.write_tables(results)
         if rec["status"] == "ok":
             _report_step(console, "figures", lambda: report.draw_run(results, rec))
-    results = report.load(out)
+    results = store.load(out)
     _report_step(console, "report", lambda: report.build(results, redraw_runs=False))
     for warning in results.warnings:
         console.print(messages.warning(warning))
@@ -216,7 +219,7 @@ def _finished(out: Path) -> dict[tuple, dict]:
 
 def _finish_figures(out: Path, rec: dict, console: Console) -> None:
     """Draw what a finished run lacks (a process killed right after its record was written)."""
-    results = report.Results(out, {}, {}, [rec])
+    results = store.Results(out, {}, {}, [rec])
     missing = [p for p in figures.run_figure_paths(results.run_dir(rec), rec, results.snapshot(rec))
                if not p.is_file()]
     if missing:

@@ -12,8 +12,10 @@ from pathlib import Path
 
 import yaml
 
-from . import leaderboard, stats
-from .report import FIGURES, Results, context
+from ..results import stats
+from ..results.store import Results
+from . import leaderboard
+from .context import FIGURES, context
 
 RUN_FIGURES = [("reconstructions.png", "Reconstructions"), ("samples.png", "Samples"),
                ("interpolation.png", "Interpolation"), ("manifold.png", "Latent plane"),

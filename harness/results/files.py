@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
-from .errors import UserError
+from ..errors import UserError
 
 TMP_SUFFIX = ".genbench-tmp"
 LOCK = ".genbench.lock"

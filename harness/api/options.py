@@ -16,7 +16,7 @@ import typing
 from collections.abc import Mapping
 from typing import Any, Literal, Union
 
-from .errors import did_you_mean
+from ..errors import did_you_mean
 
 Path = tuple  # of str keys and int indices
 

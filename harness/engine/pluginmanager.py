@@ -21,11 +21,11 @@ from typing import Any
 
 import pluggy
 
-from . import hookspecs
-from .data import Dataset
-from .errors import did_you_mean
-from .metrics import Metric
-from .model import Capability, Model
+from ..api import hookspecs
+from ..api.dataset import Dataset
+from ..errors import did_you_mean
+from ..api.metric import Metric
+from ..api.model import Capability, Model
 
 GROUP = "genbench"
 ENV_LOAD = "GENBENCH_LOAD_PLUGINS"
@@ -63,7 +63,7 @@ def _names(variable: str) -> set[str] | None:
 
 def _prepare_imports() -> None:
     """What a plugin's imports need: torchvision importable next to the CPU torch."""
-    from ._torchvision_compat import ensure_torchvision
+    from .._torchvision_compat import ensure_torchvision
 
     try:
         ensure_torchvision()

@@ -17,15 +17,18 @@ import math
 import re
 import traceback
 from collections.abc import Callable
-from typing import Any, Literal, Optional
+from typing import TYPE_CHECKING, Any, Literal, Optional
 
 import torch
 from torch import Tensor
 
-from .data import DeviceData, to_float
+from .dataset import to_float
 from . import outputs
 from .model import Capability, Model
 from .options import option
+
+if TYPE_CHECKING:  # the engine builds it; the API only describes it
+    from ..engine.data import DeviceData
 
 
 @dataclasses.dataclass(frozen=True)
@@ -182,96 +185,3 @@ class EvalContext:
         return self.data.cache[key]
 
 
-def derive_seed(seed: int, purpose: str) -> int:
-    """A seed for one purpose of one run (evaluation, figures...), independent of the others."""
-    digest = hashlib.sha256(f"{seed}:{purpose}".encode()).digest()
-    return int.from_bytes(digest[:8], "little") >> 1
-
-
-@contextlib.contextmanager
-def seeded(device: torch.device, seed: int):
-    """Run a block on torch's random streams seeded with ``seed``, then restore them.
-
-    Whatever ran before (other runs, a feature extractor's initialisation) cannot change
-    what the block draws, and the block cannot change what runs after it.
-    """
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        torch.manual_seed(seed)
-        yield
-
-
-def evaluate(model: Model, data: DeviceData, metrics: list[Metric], options: EvalOptions | None = None,
-             seed: int = 0) -> tuple[dict[str, float | None], dict[str, Any]]:
-    """Score ``model`` on every metric; None where it lacks a capability or gave no finite value.
-
-    Every draw comes from streams seeded by ``seed`` (the run's), so a run's scores do
-    not depend on what ran before it. A metric that raises gets no score and its error
-    and traceback go to ``details["errors"]``; the others are computed as usual (a
-    model whose outputs break their contract still fails the run). Returns the scores
-    and the details to record (per-metric extras, the extractor hash, and a reason for
-    every value left empty).
-    """
-    ctx = EvalContext(model, data, options)
-    model.eval()
-    scores: dict[str, float | None] = {}
-    with torch.no_grad(), seeded(data.eval.images.device, derive_seed(seed, "evaluation")):
-        for metric in metrics:
-            if not metric.applies_to(model):
-                scores[metric.name] = None
-                continue
-            try:
-                value = metric.compute(ctx)
-                if isinstance(value, tuple):
-                    value, ctx.details[metric.name] = value
-                value = float(value)
-            except (outputs.ModelOutputError, KeyboardInterrupt):
-                raise  # the model broke its contract: the run fails, it is never ranked
-            except Exception as err:  # a failing metric fails alone: the others and the run stand
-                scores[metric.name] = None
-                ctx.details.setdefault("errors", {})[metric.name] = {
-                    "error": f"{type(err).__name__}: {err}", "traceback": traceback.format_exc()}
-                continue
-            scores[metric.name] = value if math.isfinite(value) else None
-            if not math.isfinite(value):  # strict JSON has no NaN: null plus the reason
-                ctx.details.setdefault("not_finite", {})[metric.name] = f"the metric gave {value}"
-    return scores, ctx.details
-
-
-def subset_evaluator(model: Model, data: DeviceData, metrics: list[Metric], options: EvalOptions,
-                     seed: int = 0):
-    """A function scoring ``model`` on the first ``options.curve_images`` evaluation images.
-
-    For training curves: it runs on its own random stream (so training is unaffected)
-    and puts the model back in training mode.
-    """
-    n = min(options.curve_images, len(data.eval))
-    key = ("curve_data", n)
-    if key not in data.cache:  # shared by the suite's runs, with its own feature cache
-        data.cache[key] = dataclasses.replace(data, eval=data.eval.take(slice(0, n)), cache={})
-    subset = data.cache[key]
-    sub_options = dataclasses.replace(options, num_samples=n, kid_subset_size=min(options.kid_subset_size, n),
-                                      iw_images=min(options.iw_images, n))
-    calls = [0]
-
-    def score() -> dict[str, float | None]:
-        calls[0] += 1
-        # evaluate() forks the streams, so training goes on exactly as without curves
-        scores, _ = evaluate(model, subset, metrics, sub_options, derive_seed(seed, f"curve{calls[0]}"))
-        model.train()
-        return scores
-    return score
-
-
-def check_counts(metrics: list[Metric], options: EvalOptions, eval_size: int) -> tuple[list[str], list[str]]:
-    """Errors (the metric cannot be computed) and warnings (it would be unreliable)."""
-    names = {m.name for m in metrics}
-    errors, warnings = [], []
-    if "kid" in names:
-        for count, what in ((options.num_samples, "evaluation.num_samples"), (eval_size, "evaluation images")):
-            if options.kid_subset_size > count:
-                errors.append(f"evaluation.kid_subset_size: {options.kid_subset_size} is more than the "
-                              f"{count} {what}; lower kid_subset_size or use more images")
-    if any(m.uses_samples for m in metrics) and min(options.num_samples, eval_size) < 2000:
-        warnings.append(f"sample metrics on {min(options.num_samples, eval_size)} images: FID and KID are "
-                        f"biased upward below about 2,000; compare only runs with the same counts")
-    return errors, warnings

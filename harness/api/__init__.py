@@ -1,0 +1,17 @@
+"""The public plugin API: everything a plugin may import from genbench, in one place.
+
+Built-in plugins import nothing else (a test checks this), so they register exactly
+the way a third party's package does.
+"""
+
+from .dataset import (CACHE_DIR, DataError, DataNotFound, Dataset, ImageSet, find_files, read_idx,
+                      search_roots, to_float, torchvision_download)
+from .extractor import DomainNet, ExtractorSpec
+from .hookspecs import hookimpl
+from .metric import EvalContext, EvalOptions, Metric
+from .model import Batch, Capability, DataInfo, Model, NoOptions, Step
+from .options import option
+
+__all__ = ["Batch", "CACHE_DIR", "Capability", "DataError", "DataInfo", "DataNotFound", "Dataset", "DomainNet",
+           "EvalContext", "EvalOptions", "ExtractorSpec", "ImageSet", "Metric", "Model", "NoOptions", "Step",
+           "find_files", "hookimpl", "option", "read_idx", "search_roots", "to_float", "torchvision_download"]

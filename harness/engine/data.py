@@ -1,0 +1,95 @@
+"""The suite's data on the device: loaded once, split, subset, and sliced into batches.
+
+The harness does this for every data set plugin: subsets, the validation split, the
+single move to the device and batching by slicing a shuffled index (never per-sample
+collation).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+from pathlib import Path
+
+import torch
+
+from ..api.dataset import DataError, Dataset, ImageSet, to_float
+from ..api.extractor import ExtractorSpec
+from ..api.model import Batch, DataInfo
+from ..errors import UserError
+
+
+@dataclasses.dataclass
+class DeviceData:
+    """The data of one suite, held on the device for the whole suite."""
+
+    info: DataInfo
+    train: ImageSet
+    eval: ImageSet
+    eval_split: str
+    extractor: ExtractorSpec | None = None
+    cache: dict = dataclasses.field(default_factory=dict)  # per-suite results, e.g. real features
+
+    def batches(self, batch_size: int, generator: torch.Generator) -> Iterator[Batch]:
+        """One epoch of shuffled batches, sliced from the device tensors.
+
+        The last, smaller batch is kept so every image is seen once per epoch.
+        """
+        n = len(self.train)
+        order = torch.randperm(n, generator=generator, device=generator.device)
+        for start in range(0, n, batch_size):
+            idx = order[start:start + batch_size]
+            yield Batch(to_float(self.train.images[idx]), self.train.labels[idx])
+
+    def eval_batches(self, batch_size: int = 1000) -> Iterator[Batch]:
+        for start in range(0, len(self.eval), batch_size):
+            part = slice(start, start + batch_size)
+            yield Batch(to_float(self.eval.images[part]), self.eval.labels[part])
+
+
+VALIDATION_SEED = 1234  # fixed, so every run and seed shares one validation split
+
+
+def load_split(dataset: Dataset, split: str, root: Path | None, download: bool) -> ImageSet:
+    """One split from a data set plugin; any failure is one line naming the data set."""
+    try:
+        images = dataset.load(split, root, download)
+    except UserError:
+        raise
+    except Exception as err:  # a plugin's bug or a file it could not handle: no traceback
+        raise DataError(f"data set '{dataset.name}': the {split} split could not be loaded: "
+                        f"{type(err).__name__}: {err}") from None
+    if not isinstance(images, ImageSet):
+        raise DataError(f"data set '{dataset.name}': load() returned {type(images).__name__}, not an ImageSet")
+    if dataset.class_names and len(images) and not (
+            0 <= int(images.labels.min()) and int(images.labels.max()) < len(dataset.class_names)):
+        raise DataError(f"data set '{dataset.name}' ({split}): labels outside 0..{len(dataset.class_names) - 1}")
+    if not len(images):
+        raise DataError(f"data set '{dataset.name}': the {split} split is empty")
+    return images
+
+
+def prepare(dataset: Dataset, config, device: torch.device, download: bool = True) -> DeviceData:
+    """Load a suite's data once: split, subset, move to the device."""
+    root = Path(config.root) if config.root else None
+    train = load_split(dataset, "train", root, download)
+    eval_set = load_split(dataset, "test", root, download)
+    if train.images.shape[1:] != eval_set.images.shape[1:]:
+        raise DataError(f"data set '{dataset.name}': train images are {tuple(train.images.shape[1:])}, "
+                        f"test images {tuple(eval_set.images.shape[1:])}")
+    if config.validation:
+        if config.validation >= len(train):
+            raise UserError(f"dataset.validation: {config.validation} is not below the "
+                            f"{len(train)} training images")
+        order = torch.randperm(len(train), generator=torch.Generator().manual_seed(VALIDATION_SEED))
+        validation, train = train.take(order[:config.validation]), train.take(order[config.validation:])
+        if config.eval_split == "validation":
+            eval_set = validation
+    if config.subset:
+        train = train.take(slice(0, config.subset))
+    if config.test_subset:
+        eval_set = eval_set.take(slice(0, config.test_subset))
+    info = DataInfo(name=dataset.name, image_shape=tuple(train.images.shape[1:]),
+                    num_classes=len(dataset.class_names) or int(train.labels.max()) + 1,
+                    class_names=tuple(dataset.class_names), train_size=len(train))
+    return DeviceData(info, train.to(device), eval_set.to(device), config.eval_split, dataset.extractor)

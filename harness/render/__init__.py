@@ -1,0 +1,1 @@
+"""What a results folder shows: the leaderboard, figures, report.html and comparisons."""

@@ -1,0 +1,33 @@
+"""Words about a results folder shared by the text and HTML renderings."""
+
+from __future__ import annotations
+
+from ..results.store import Results
+from . import leaderboard
+
+FIGURES = "figures"  # the suite-level figures' folder
+
+
+def projection(results: Results, override: str | None = None) -> str:
+    return override or (results.suite.get("report") or {}).get("latent_projection", "pca")
+
+
+def context(results: Results) -> str:
+    """One paragraph on what was run where, for the markdown leaderboard."""
+    s, env = results.suite, results.env
+    dataset = s.get("dataset") or {}
+    budget = ", ".join(f"{v:g} {k}" for k, v in (s.get("budget") or {}).items())
+    versions = env.get("versions") or {}
+    parts = [f"Data set {dataset.get('name', '?')}, scored on its {dataset.get('eval_split', 'test')} split",
+             f"training budget per run: {budget or '?'} (first reached)",
+             f"seeds {', '.join(map(str, s.get('seeds', [])))}",
+             f"device {env.get('device_name', env.get('device', '?'))}",
+             f"genbench {versions.get('genbench', '?')}, torch {versions.get('torch', '?')}"]
+    info = leaderboard.metric_info(results.records)
+    if any("sample" in meta.get("requires", ()) for meta in info.values()):
+        evaluation = s.get("evaluation") or {}
+        extractor = evaluation.get("feature_extractor", "domain")
+        parts.append(f"sample metrics on {evaluation.get('num_samples', '?')} samples in the feature space of "
+                     + ("the data set's shipped classifier (not comparable with Inception FID from papers)"
+                        if extractor == "domain" else "Inception-v3"))
+    return "; ".join(parts) + "."

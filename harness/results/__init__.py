@@ -1,0 +1,1 @@
+"""What a suite leaves on disk: files written atomically, run records, statistics, the results store."""

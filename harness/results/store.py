@@ -1,0 +1,102 @@
+"""A results folder as saved: the resolved suite, the environment and the run records.
+
+Everything in it is untrusted data: records are checked on reading, snapshots are read
+without pickle, and run folders are found only through paths checked to stay inside.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import yaml
+
+from ..engine import snapshot
+from ..errors import UserError
+from ..render import leaderboard
+from . import files, record
+
+
+
+
+@dataclasses.dataclass
+class Results:
+    """A results folder as saved: the resolved suite, the environment, the run records."""
+
+    out: Path
+    suite: dict
+    env: dict
+    records: list[dict]
+    warnings: list[str] = dataclasses.field(default_factory=list)  # one line per skipped file
+    _snapshots: dict = dataclasses.field(default_factory=dict, repr=False)
+    _board: leaderboard.Board | None = dataclasses.field(default=None, repr=False)
+
+    @property
+    def title(self) -> str:
+        return f"{self.suite.get('name', self.out.name)}: leaderboard"
+
+    @property
+    def metrics(self) -> list[str]:
+        return list(self.suite.get("metrics") or leaderboard.metric_info(self.records))
+
+    @property
+    def order(self) -> list[str]:
+        return [r["label"] for r in self.suite.get("runs", [])]
+
+    def board(self) -> leaderboard.Board:
+        """The leaderboard of the records (built once; records are not changed after load)."""
+        if self._board is None:
+            self._board = leaderboard.build(self.records, self.metrics, self.suite.get("primary_metric"), self.title)
+            self.warnings.extend(self._board.notes)
+        return self._board
+
+    def run_dir(self, rec: dict) -> Path:
+        return files.inside(self.out, "runs", rec["run_id"])  # checked: run_id comes from a file
+
+    def snapshot(self, rec: dict) -> dict:
+        """A run's snapshot arrays ({} if it has none or a bad one), read once per report."""
+        if rec["run_id"] not in self._snapshots:
+            path = self.run_dir(rec) / snapshot.SNAPSHOT
+            arrays = {}
+            if path.is_file():
+                try:
+                    arrays = snapshot.load(path)
+                except snapshot.BadSnapshot as err:
+                    self.warnings.append(f"{path}: {err}; its figures are left out")
+            self._snapshots[rec["run_id"]] = arrays
+        return self._snapshots[rec["run_id"]]
+
+
+def load(out: Path) -> Results:
+    """Read a results folder; a clear error if it is not one."""
+    out = Path(out)
+    if not out.is_dir():
+        raise UserError(f"{out}: no such results folder")
+    warnings: list[str] = []
+    records = record.read_records(out, warnings)
+    if not records:
+        raise UserError(*warnings, f"{out}: no run records found (expected {out}/runs/*/{record.RECORD}); "
+                        f"is this a folder written by `genbench run`?")
+    suite = _read(out / "suite.yaml", yaml.safe_load, warnings)
+    env = _read(out / "env.json", json.loads, warnings)
+    return Results(out, suite, env, records, warnings)
+
+
+def _read(path: Path, parse, warnings: list[str]) -> dict:
+    """A mapping from a file of the folder; {} (and a warning) if it is missing or broken."""
+    if not path.is_file():
+        return {}
+    try:
+        if path.stat().st_size > record.MAX_RECORD_BYTES:
+            raise ValueError("too large")
+        data = parse(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError, yaml.YAMLError) as err:
+        warnings.append(f"{path}: cannot be read ({type(err).__name__}); reporting without it")
+        return {}
+    if not isinstance(data, dict):
+        warnings.append(f"{path}: expected a mapping; reporting without it")
+        return {}
+    return data
+
+
