@@ -113,6 +113,22 @@ def tmpfs(tmp_path):
         subprocess.run(["umount", "-l", str(point)], capture_output=True)
 
 
+@pytest.fixture
+def mock_plugins():
+    """``mock_plugins(name, register_models=fn, ...)`` registers hook implementations as a
+    plugin for one test; every one is unregistered after it, pass or fail."""
+    from genbench.engine import pluginmanager
+
+    names = []
+
+    def register(name: str, **hooks):
+        names.append(name)
+        return register_mock(name, **hooks)
+    yield register
+    for name in names:
+        pluginmanager.pm.unregister(name=name)
+
+
 def register_mock(name: str, **hooks):
     """Register hook implementations under ``name``; returns the plugin (unregister it after)."""
     import types
@@ -160,5 +176,7 @@ def synthetic_dataset():
             return ImageSet(images, labels)
 
     register_mock("mock_synthetic", register_datasets=lambda register: register(SyntheticDataset))
-    yield SyntheticDataset
-    pluginmanager.pm.unregister(name="mock_synthetic")
+    try:
+        yield SyntheticDataset
+    finally:
+        pluginmanager.pm.unregister(name="mock_synthetic")

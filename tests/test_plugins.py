@@ -66,7 +66,7 @@ def test_mock_plugin_registers_and_unregisters():
     assert "mock_tiny" not in pluginmanager.get_registry().models
 
 
-def test_duplicate_and_invalid_registrations_are_warnings_and_others_work():
+def test_duplicate_and_invalid_registrations_are_warnings_and_others_work(mock_plugins):
     class Dup(Tiny):
         name = "vae"
 
@@ -80,11 +80,8 @@ def test_duplicate_and_invalid_registrations_are_warnings_and_others_work():
         register(Tiny)
         register("not a class")
 
-    _register("mock", types.SimpleNamespace(register_models=genbench.hookimpl(register_models)))
-    try:
-        reg = pluginmanager.get_registry()
-    finally:
-        pluginmanager.pm.unregister(name="mock")
+    mock_plugins("mock", register_models=register_models)
+    reg = pluginmanager.get_registry()
     assert reg.models["vae"].__module__ == "genbench.plugins.vae"  # the first one wins
     assert "mock_tiny" in reg.models and "mock_nosample" not in reg.models
     text = "\n".join(reg.warnings)
@@ -93,15 +90,12 @@ def test_duplicate_and_invalid_registrations_are_warnings_and_others_work():
     assert "is not a subclass of genbench.Model" in text
 
 
-def test_a_failing_hook_is_a_warning():
+def test_a_failing_hook_is_a_warning(mock_plugins):
     def register_models(register):
         raise RuntimeError("boom")
 
-    _register("mock", types.SimpleNamespace(register_models=genbench.hookimpl(register_models)))
-    try:
-        reg = pluginmanager.get_registry()
-    finally:
-        pluginmanager.pm.unregister(name="mock")
+    mock_plugins("mock", register_models=register_models)
+    reg = pluginmanager.get_registry()
     assert any("register_models failed: RuntimeError: boom" in w for w in reg.warnings)
     assert "vae" in reg.models
 

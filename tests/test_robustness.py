@@ -17,7 +17,7 @@ import pytest
 import torch
 
 import genbench
-from conftest import ROOT, TINY, genbench_cmd, register_mock
+from conftest import ROOT, TINY, genbench_cmd
 from genbench.engine import pluginmanager
 from genbench.results import files
 from genbench.cli import main
@@ -218,14 +218,11 @@ class NanSamples(_Broken):
     (WideSamples, "model 'mock_wide': sample() returned values in [-0.5"),
     (NanSamples, "model 'mock_nan': sample() returned NaN or infinite values"),
 ])
-def test_broken_model_outputs_fail_the_run_with_one_clear_error(write_suite, tmp_path, capsys, cls, rule):
-    register_mock("mock_outputs", register_models=lambda register: register(cls))
-    try:
-        text = TINY.replace("runs:", "metrics: [fid, bce]\nevaluation: {num_samples: 100, kid_subset_size: 50}\nruns:")
-        out = tmp_path / "out"
-        assert main(["run", str(write_suite(text + f"  - model: {cls.name}\n")), "--out", str(out)]) == 1
-    finally:
-        pluginmanager.pm.unregister(name="mock_outputs")
+def test_broken_model_outputs_fail_the_run_with_one_clear_error(write_suite, tmp_path, mock_plugins, cls, rule):
+    mock_plugins("mock_outputs", register_models=lambda register: register(cls))
+    text = TINY.replace("runs:", "metrics: [fid, bce]\nevaluation: {num_samples: 100, kid_subset_size: 50}\nruns:")
+    out = tmp_path / "out"
+    assert main(["run", str(write_suite(text + f"  - model: {cls.name}\n")), "--out", str(out)]) == 1
     records = {r["model"]: r for r in (json.loads(p.read_text()) for p in out.glob("runs/*/record.json"))}
     assert records[cls.name]["status"] == "failed" and records[cls.name]["error"].startswith("ModelOutputError: " + rule)
     assert records["vae"]["status"] == "ok"
@@ -238,14 +235,11 @@ def test_broken_model_outputs_fail_the_run_with_one_clear_error(write_suite, tmp
         json.loads(path.read_text(), parse_constant=refuse)
 
 
-def test_a_metric_that_gives_nan_is_null_with_a_reason(write_suite, tmp_path):
+def test_a_metric_that_gives_nan_is_null_with_a_reason(write_suite, tmp_path, mock_plugins):
     nan = genbench.Metric("mock_nan_metric", lambda ctx: float("nan"), description="always NaN")
-    register_mock("mock_metric", register_metrics=lambda register: register(nan))
-    try:
-        text = TINY.replace("runs:", "metrics: [bce, mock_nan_metric]\nruns:")
-        assert main(["run", str(write_suite(text)), "--out", str(tmp_path / "out")]) == 0
-    finally:
-        pluginmanager.pm.unregister(name="mock_metric")
+    mock_plugins("mock_metric", register_metrics=lambda register: register(nan))
+    text = TINY.replace("runs:", "metrics: [bce, mock_nan_metric]\nruns:")
+    assert main(["run", str(write_suite(text)), "--out", str(tmp_path / "out")]) == 0
     text = next((tmp_path / "out").glob("runs/*/record.json")).read_text()
     rec = json.loads(text, parse_constant=lambda c: pytest.fail(f"non-standard JSON constant {c}"))
     assert rec["metrics"]["mock_nan_metric"] is None

@@ -82,15 +82,10 @@ class Exploding(genbench.Model):
         raise ValueError("this plugin is broken")
 
 
-def test_a_failing_run_is_recorded_and_the_others_finish(write_suite, tmp_path, capsys):
-    pluginmanager.pm.register(types.SimpleNamespace(
-        register_models=genbench.hookimpl(lambda register: register(Exploding))), name="mock")
-    try:
-        suite = TINY + "  - model: mock_exploding\n"
-        out = tmp_path / "out"
-        assert run_cli(write_suite(suite), "--out", out) == 1
-    finally:
-        pluginmanager.pm.unregister(name="mock")
+def test_a_failing_run_is_recorded_and_the_others_finish(write_suite, tmp_path, mock_plugins):
+    mock_plugins("mock", register_models=lambda register: register(Exploding))
+    out = tmp_path / "out"
+    assert run_cli(write_suite(TINY + "  - model: mock_exploding\n"), "--out", out) == 1
     records = [json.loads(p.read_text()) for p in out.glob("runs/*/record.json")]
     status = {r["model"]: r["status"] for r in records}
     assert status == {"vae": "ok", "mock_exploding": "failed"}
@@ -100,9 +95,12 @@ def test_a_failing_run_is_recorded_and_the_others_finish(write_suite, tmp_path, 
     assert "mock_exploding" not in (out / "leaderboard.md").read_text()
 
 
-def _tiny_data(registry, write_suite):
-    suite = load_suite(write_suite(TINY), registry)
-    return suite, load_data(suite, registry, torch.device("cpu"), download=False)
+def _synthetic(dataset_cls):
+    """The synthetic data set's first 512 training images: unit tests of the loop need no MNIST."""
+    from genbench.engine.config import DatasetConfig
+    from genbench.engine.data import prepare
+
+    return prepare(dataset_cls(), DatasetConfig(name="synthetic", subset=512), torch.device("cpu"))
 
 
 def _vae(registry, data, **options):
@@ -114,8 +112,8 @@ def _vae(registry, data, **options):
     return model
 
 
-def test_budget_limits_whichever_first(registry, write_suite):
-    _, data = _tiny_data(registry, write_suite)  # 512 images, batch 64 -> 8 steps per epoch
+def test_budget_limits_whichever_first(registry, synthetic_dataset):
+    data = _synthetic(synthetic_dataset)  # 512 images, batch 64 -> 8 steps per epoch
     model = _vae(registry, data, hidden_dim=32, latent_dim=2)
     result = train(model, data, {"epochs": 1.5, "steps": 100}, 64, seed=0)
     assert result.stopped_by == "epochs" and result.used["steps"] == 12 and result.used["epochs"] == 1.5
@@ -123,8 +121,8 @@ def test_budget_limits_whichever_first(registry, write_suite):
     assert result.stopped_by == "seconds" and 0.3 <= result.used["seconds"] < 1.5
 
 
-def test_same_seed_same_model_and_loss_goes_down(registry, write_suite):
-    _, data = _tiny_data(registry, write_suite)
+def test_same_seed_same_model_and_loss_goes_down(registry, synthetic_dataset):
+    data = _synthetic(synthetic_dataset)
     runs = []
     for _ in range(2):
         model = _vae(registry, data, hidden_dim=64, latent_dim=4, seed=3)
@@ -134,8 +132,8 @@ def test_same_seed_same_model_and_loss_goes_down(registry, write_suite):
     assert losses[-1] < 0.6 * losses[0]
 
 
-def test_kl_warmup_rises_linearly(registry, write_suite):
-    _, data = _tiny_data(registry, write_suite)
+def test_kl_warmup_rises_linearly(registry, synthetic_dataset):
+    data = _synthetic(synthetic_dataset)
     model = _vae(registry, data, hidden_dim=16, latent_dim=2, beta=2.0, kl_warmup_epochs=4)
     assert [model.kl_weight(e) for e in (0, 1, 2, 4, 9)] == [0.0, 0.5, 1.0, 2.0, 2.0]
     result = train(model, data, {"epochs": 2}, 64, seed=0)
@@ -152,23 +150,18 @@ def test_tiny_suite_on_cuda_has_the_same_layout(write_suite, tmp_path):
     assert rec["device"].startswith("cuda") and rec["status"] == "ok"
 
 
-def test_a_failing_metric_fails_alone(write_suite, tmp_path, capsys):
-    from conftest import register_mock
-
+def test_a_failing_metric_fails_alone(write_suite, tmp_path, capsys, mock_plugins):
     def broken(ctx):
         raise ValueError("this metric has a bug")
 
     def needs_setup(ctx):
         raise genbench.errors.UserError("this metric needs a file that is not there")
 
-    register_mock("mock_failing_metrics", register_metrics=lambda register: (
+    mock_plugins("mock_failing_metrics", register_metrics=lambda register: (
         register(genbench.Metric("mock_broken", broken)), register(genbench.Metric("mock_needs_setup", needs_setup))))
-    try:
-        text = TINY.replace("seeds: [0]", "seeds: [0, 1]").replace(
-            "runs:", "metrics: [bce, mock_broken, kl, mock_needs_setup]\nruns:")
-        assert run_cli(write_suite(text), "--out", tmp_path / "out") == 0
-    finally:
-        pluginmanager.pm.unregister(name="mock_failing_metrics")
+    text = TINY.replace("seeds: [0]", "seeds: [0, 1]").replace(
+        "runs:", "metrics: [bce, mock_broken, kl, mock_needs_setup]\nruns:")
+    assert run_cli(write_suite(text), "--out", tmp_path / "out") == 0
     out = capsys.readouterr().out
     assert "genbench: warning: metric 'mock_broken' failed for vae[hidden_dim=64,latent_dim=4] seed 0: " \
            "ValueError: this metric has a bug" in out.replace("\n", " ").replace("  ", " ")
