@@ -17,7 +17,7 @@ import genbench
 from genbench import Capability, option
 from genbench.api.losses import bce_with_logits, gaussian_kl, reparameterize
 
-_GENERATIVE = frozenset({Capability.RECONSTRUCT, Capability.POSTERIOR, Capability.SAMPLE})
+_GENERATIVE = frozenset({Capability.RECONSTRUCT, Capability.POSTERIOR, Capability.DECODE, Capability.SAMPLE})
 
 
 @dataclasses.dataclass(frozen=True)

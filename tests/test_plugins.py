@@ -25,7 +25,7 @@ def test_builtins_come_from_entry_points_of_the_genbench_distribution():
     info = plugins_json()
     vae = next(m for m in info["models"] if m["name"] == "vae")
     assert vae["distribution"] == "genbench" and vae["plugin"] == "vae"
-    assert vae["capabilities"] == ["posterior", "reconstruct", "sample"]
+    assert vae["capabilities"] == ["decode", "posterior", "reconstruct", "sample"]
     assert {o["name"] for o in vae["options"]} >= {"hidden_dim", "latent_dim", "beta", "kl_warmup_epochs"}
     assert {d["name"] for d in info["datasets"]} == {"mnist", "fashion_mnist"}
     assert {"bce", "kl"} <= {m["name"] for m in info["metrics"]}

@@ -9,9 +9,9 @@ from .dataset import (CACHE_DIR, DataError, DataNotFound, Dataset, ImageSet, fin
 from .extractor import DomainNet, ExtractorSpec
 from .hookspecs import hookimpl
 from .metric import EvalContext, EvalOptions, Metric
-from .model import Batch, Capability, DataInfo, Model, NoOptions, Step
+from .model import CAPABILITIES, Batch, Capability, Contract, DataInfo, Model, NoOptions, Step
 from .options import option
 
-__all__ = ["Batch", "CACHE_DIR", "Capability", "DataError", "DataInfo", "DataNotFound", "Dataset", "DomainNet",
+__all__ = ["Batch", "CACHE_DIR", "CAPABILITIES", "Capability", "Contract", "DataError", "DataInfo", "DataNotFound", "Dataset", "DomainNet",
            "EvalContext", "EvalOptions", "ExtractorSpec", "ImageSet", "Metric", "Model", "NoOptions", "Step",
            "find_files", "hookimpl", "option", "read_idx", "search_roots", "to_float", "torchvision_download"]

@@ -24,7 +24,7 @@ from torch import Tensor
 
 from .dataset import to_float
 from . import outputs
-from .model import Capability, Model
+from .model import Capability, Model, expand
 from .options import option
 
 if TYPE_CHECKING:  # the engine builds it; the API only describes it
@@ -84,7 +84,7 @@ class Metric:
         object.__setattr__(self, "requires", frozenset(Capability(c) for c in self.requires))
 
     def applies_to(self, model: type[Model] | Model) -> bool:
-        return self.requires <= frozenset(model.capabilities)
+        return self.requires <= expand(model.capabilities)
 
 
 class EvalContext:

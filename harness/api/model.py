@@ -17,12 +17,62 @@ from torch import Tensor, nn
 
 
 class Capability(str, enum.Enum):
-    """What a trained model can do; metrics and figures apply only where present."""
+    """What a trained model can do; metrics and figures apply only where present.
+
+    :data:`CAPABILITIES` says which methods each one requires and what it implies.
+    """
 
     RECONSTRUCT = "reconstruct"  # reconstruct(x, y) -> images in [0, 1]
-    POSTERIOR = "posterior"      # posterior(x, y) -> (mean, log-variance) of q(z|x)
+    LATENT = "latent"            # latent(x, y) -> a deterministic code (N, d): latent figures
+    POSTERIOR = "posterior"      # posterior(x, y) -> (mean, log-variance) of a Gaussian q(z|x)
+    DECODE = "decode"            # decode(z, y) -> images in [0, 1] from codes: interpolations
     SAMPLE = "sample"            # sample(n, labels) -> images in [0, 1]
-    CONDITIONAL = "conditional"  # reconstruct/posterior/sample use the class label
+    CONDITIONAL = "conditional"  # the methods above take and use the class label y
+
+
+@dataclasses.dataclass(frozen=True)
+class Contract:
+    """What declaring a capability means: the methods a model must implement, the
+    capabilities it brings along, and who uses it."""
+
+    methods: tuple[str, ...]
+    implies: tuple[Capability, ...] = ()
+    used_by: str = ""
+
+
+# The one table of capabilities. Adding one is an entry here plus the metrics and
+# figures that use it; registration checks models against this table only.
+CAPABILITIES: dict[Capability, Contract] = {
+    Capability.RECONSTRUCT: Contract(("reconstruct",), used_by="bce, mse, psnr, ssim; reconstruction figures"),
+    Capability.LATENT: Contract(("latent",), used_by="latent scatter; interpolation (with decode)"),
+    Capability.POSTERIOR: Contract(("posterior",), (Capability.LATENT,),
+                                   used_by="kl, elbo, iw_ll, active_units; its mean is the latent code"),
+    Capability.DECODE: Contract(("decode",), used_by="interpolation; the 2-D latent plane (with posterior)"),
+    Capability.SAMPLE: Contract(("sample",), used_by="fid, kid, precision, recall; sample grids"),
+    Capability.CONDITIONAL: Contract((), used_by="cond_accuracy, fid_per_class; per-class sample rows"),
+}
+
+
+def expand(capabilities) -> frozenset[Capability]:
+    """Declared capabilities with everything they imply."""
+    out = set()
+    todo = [Capability(c) for c in capabilities]
+    while todo:
+        cap = todo.pop()
+        if cap not in out:
+            out.add(cap)
+            todo.extend(CAPABILITIES[cap].implies)
+    return frozenset(out)
+
+
+def missing_methods(cls) -> list[tuple[Capability, str]]:
+    """(capability, method) for each declared capability whose method ``cls`` lacks.
+
+    An implied capability needs nothing more: the base class provides its method.
+    """
+    declared = frozenset(Capability(c) for c in cls.capabilities)
+    return [(cap, method) for cap in declared for method in CAPABILITIES[cap].methods
+            if getattr(cls, method) is getattr(Model, method)]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -121,8 +171,15 @@ class Model(nn.Module):
         """Mean and log-variance of a diagonal Gaussian q(z|x), each (N, latent_dim)."""
         raise NotImplementedError
 
+    def latent(self, x: Tensor, y: Tensor | None = None) -> Tensor:
+        """``LATENT``: a deterministic code of each image, (N, d) floats on the model's device.
+
+        A model with ``POSTERIOR`` has this already: the posterior mean.
+        """
+        return self.posterior(x, y)[0]
+
     def decode(self, z: Tensor, y: Tensor | None = None) -> Tensor:
-        """Images in [0, 1] decoded from latent codes ``z`` (models with a posterior)."""
+        """``DECODE``: images in [0, 1], (N, C, H, W), from codes ``z`` of ``latent``."""
         raise NotImplementedError
 
     def sample(self, n: int, labels: Tensor | None = None) -> Tensor:
@@ -140,4 +197,5 @@ class Model(nn.Module):
 
     @classmethod
     def has(cls, capability: Capability) -> bool:
-        return capability in cls.capabilities
+        """Declared, or implied by a declared capability (``POSTERIOR`` implies ``LATENT``)."""
+        return capability in expand(cls.capabilities)

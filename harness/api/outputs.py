@@ -46,6 +46,13 @@ def images(model: Model, method: str, out, n: int, image_shape: tuple, device: t
     return tensor(model, method, out, (n, *image_shape), device)
 
 
+def codes(model: Model, out, n: int, device: torch.device) -> Tensor:
+    """Latent codes (n, d) from ``latent``."""
+    if not isinstance(out, Tensor) or out.dim() != 2:
+        _fail(model, "latent", "returned something that is not an (N, d) tensor")
+    return tensor(model, "latent", out, (n, out.shape[1]), device, unit_range=False)
+
+
 def posterior(model: Model, out, n: int, device: torch.device) -> tuple[Tensor, Tensor]:
     """(mean, log-variance), each (n, latent_dim)."""
     if not (isinstance(out, (tuple, list)) and len(out) == 2):

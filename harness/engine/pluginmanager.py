@@ -25,7 +25,7 @@ from ..api import hookspecs
 from ..api.dataset import Dataset
 from ..errors import did_you_mean
 from ..api.metric import Metric
-from ..api.model import Capability, Model
+from ..api.model import Model, missing_methods
 
 GROUP = "genbench"
 ENV_LOAD = "GENBENCH_LOAD_PLUGINS"
@@ -169,12 +169,12 @@ def _check_model(cls: Any) -> str:
         raise TypeError(f"{cls!r} is not a subclass of genbench.Model")
     _check_name(cls.name, cls)
     _check_options(cls.Options, cls)
-    caps = frozenset(Capability(c) for c in cls.capabilities)
-    needs = {Capability.RECONSTRUCT: "reconstruct", Capability.POSTERIOR: "posterior",
-             Capability.SAMPLE: "sample"}
-    for cap, method in needs.items():
-        if cap in caps and getattr(cls, method) is getattr(Model, method):
-            raise TypeError(f"model '{cls.name}' declares '{cap.value}' but does not implement {method}()")
+    try:
+        missing = missing_methods(cls)
+    except ValueError as err:  # not a Capability
+        raise TypeError(f"model '{cls.name}': {err}") from None
+    for cap, method in missing:
+        raise TypeError(f"model '{cls.name}' declares '{cap.value}' but does not implement {method}()")
     if getattr(cls, "train_step") is Model.train_step:
         raise TypeError(f"model '{cls.name}' does not implement train_step()")
     return cls.name

@@ -63,11 +63,12 @@ def take(model: Model, data: DeviceData, seed: int, latent_points: int = 2000) -
                 out["sample_labels"] = labels.cpu().numpy()
             n = GRID * GRID if labels is None else len(labels)
             out["samples"] = _u8(outputs.images(model, "sample", model.sample(n, labels), n, shape, device))
-        if model.has(Capability.POSTERIOR):
+        if model.has(Capability.LATENT):
             out.update(_latents(model, data, cond, latent_points))
-            if type(model).decode is not Model.decode:  # decoding is optional for a posterior
+            if model.has(Capability.DECODE):
                 out.update(_interpolation(model, data, cond))
-                if out["latent_mean"].shape[1] == 2 and not cond:
+                # the plane at the prior's quantiles: only a Gaussian posterior says what the prior is
+                if out["latent_mean"].shape[1] == 2 and not cond and model.has(Capability.POSTERIOR):
                     out.update(_manifold(model, device))
     return out
 
@@ -75,8 +76,8 @@ def take(model: Model, data: DeviceData, seed: int, latent_points: int = 2000) -
 def _latents(model: Model, data: DeviceData, cond: bool, points: int) -> dict[str, np.ndarray]:
     images, labels = data.eval.images[:points], data.eval.labels[:points]
     device = images.device
-    means = [outputs.posterior(model, model.posterior(to_float(images[i:i + 1000]), labels[i:i + 1000] if cond else None),
-                               len(images[i:i + 1000]), device)[0] for i in range(0, len(images), 1000)]
+    means = [outputs.codes(model, model.latent(to_float(images[i:i + 1000]), labels[i:i + 1000] if cond else None),
+                           len(images[i:i + 1000]), device) for i in range(0, len(images), 1000)]
     return {"latent_mean": torch.cat(means).float().cpu().numpy(), "latent_labels": labels.cpu().numpy()}
 
 
@@ -92,7 +93,7 @@ def _interpolation(model: Model, data: DeviceData, cond: bool) -> dict[str, np.n
     other = same[1] if cond else torch.nonzero(labels != labels[first]).flatten()[0]
     pair = torch.stack([torch.tensor(first, device=labels.device), other])
     x, y = to_float(data.eval.images[pair]), labels[pair]
-    mean = outputs.posterior(model, model.posterior(x, y if cond else None), 2, x.device)[0]
+    mean = outputs.codes(model, model.latent(x, y if cond else None), 2, x.device)
     t = torch.linspace(0, 1, INTERPOLATION, device=mean.device)[:, None]
     z = (1 - t) * mean[0] + t * mean[1]
     decoded = outputs.images(model, "decode", model.decode(z, y[:1].expand(INTERPOLATION) if cond else None),
