@@ -11,6 +11,7 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -238,3 +239,21 @@ def test_a_folder_of_only_bad_records_is_a_clean_error(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "not valid JSON" in err and "no run records found" in err and "Traceback" not in err
 
+
+
+def test_the_record_schema_is_versioned_complete_and_documented(results_copy, capsys):
+    from genbench.results import schema
+
+    path, rec = _record(results_copy)
+    assert rec["schema_version"] == schema.SCHEMA_VERSION
+    assert set(rec) <= set(schema.FIELDS)  # every field written is in the schema
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    assert all(f"| `{name}` |" in readme for name in schema.FIELDS)
+    # an older record (no version) is upgraded on reading; a newer one is refused by name
+    old = {k: v for k, v in rec.items() if k != "schema_version"}
+    path.write_text(json.dumps(old))
+    assert main(["report", str(results_copy), "--format", "json"]) == 0
+    assert "Traceback" not in capsys.readouterr().err
+    path.write_text(json.dumps({**rec, "schema_version": 99}))
+    assert main(["report", str(results_copy)]) == 2
+    assert "written by a newer genbench (record schema 99; this genbench reads up to 1)" in capsys.readouterr().err

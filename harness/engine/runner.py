@@ -19,7 +19,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from ..render import figures, leaderboard, report
-from ..results import files, record, store
+from ..results import files, record, schema, store
 from .. import messages
 from . import snapshot
 from .config import RunSpec, Suite
@@ -244,7 +244,7 @@ def _report_step(console: Console, what: str, fn) -> None:
 def execute_run(suite: Suite, run: RunSpec, run_id: str, run_dir: Path, registry: Registry,
                 data: DeviceData, device: torch.device, console: Console, counter: str) -> dict:
     """Train and score one run; a failure becomes a record with status 'failed'."""
-    rec = {"run_id": run_id, "label": run.label, "model": run.model, "seed": run.seed,
+    rec = {"schema_version": schema.SCHEMA_VERSION, "run_id": run_id, "label": run.label, "model": run.model, "seed": run.seed,
            "options": run.options_dict(), "dataset": suite.dataset_dict(),
            "eval_split": data.eval_split, "batch_size": suite.batch_size,
            "budget": suite.budget.limits(), "config_hash": suite.run_hash(run),

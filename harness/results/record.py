@@ -11,82 +11,22 @@ import importlib.metadata
 import json
 import os
 import platform
-import re
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import torch
 
-from . import files
+from . import files, schema
 from .files import write_bytes, write_json, write_text  # noqa: F401  (the writers live in files)
 
 RECORD = "record.json"
 MAX_RECORD_BYTES = 64 * 2**20  # a record with a long history is well under 1 MB
-STATUSES = ("ok", "failed", "running")
-_METRIC_NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
-
-
-def _number(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
-
-
-def _opt(check):
-    return lambda v: v is None or check(v)
-
-
-def _mapping_of(check):
-    return lambda v: isinstance(v, dict) and all(isinstance(k, str) and check(x) for k, x in v.items())
-
-
-def _list_of(check):
-    return lambda v: isinstance(v, list) and all(check(x) for x in v)
-
-
-_plain = lambda v: v is None or isinstance(v, (str, bool, int, float))  # noqa: E731
-_entry = _mapping_of(lambda x: x is None or _number(x))  # one point of a history
-_meta = _mapping_of(lambda x: _plain(x) or _list_of(lambda s: isinstance(s, str))(x))
-
-# What a reader may rely on: the field, and what its value must be.
-FIELDS = {
-    "run_id": (True, files.safe_part, "a plain folder name"),
-    "label": (True, lambda v: isinstance(v, str) and 0 < len(v) <= 1000, "a non-empty string"),
-    "model": (True, lambda v: isinstance(v, str) and 0 < len(v) <= 200, "a non-empty string"),
-    "seed": (True, lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer"),
-    "status": (True, lambda v: v in STATUSES, f"one of {', '.join(STATUSES)}"),
-    "metrics": (False, _opt(lambda v: _mapping_of(lambda x: x is None or _number(x))(v)
-                            and all(_METRIC_NAME.fullmatch(k) for k in v)), "a mapping of metric names to numbers"),
-    "options": (False, _opt(lambda v: isinstance(v, dict)), "a mapping"),
-    "budget": (False, _opt(_entry), "a mapping of numbers"),
-    "budget_used": (False, _opt(_entry), "a mapping of numbers"),
-    "history": (False, _opt(_list_of(_entry)), "a list of mappings of numbers"),
-    "eval_history": (False, _opt(_list_of(_entry)), "a list of mappings of numbers"),
-    "metric_info": (False, _opt(_mapping_of(_meta)), "a mapping of metric descriptions"),
-    "dataset": (False, _opt(lambda v: isinstance(v, dict)), "a mapping"),
-    "evaluation": (False, _opt(lambda v: isinstance(v, dict)), "a mapping"),
-    "versions": (False, _opt(_mapping_of(_plain)), "a mapping of strings"),
-    "finished": (False, _opt(lambda v: isinstance(v, str)), "a string"),
-    "error": (False, _opt(lambda v: isinstance(v, str)), "a string"),
-    "config_hash": (False, _opt(lambda v: isinstance(v, str)), "a string"),
-}
 
 
 def check_record(data) -> str | None:
-    """What is wrong with a parsed record, or None if a reader can rely on it."""
-    if not isinstance(data, dict):
-        return f"expected a JSON object, found {type(data).__name__}"
-    for name, (required, ok, what) in FIELDS.items():
-        if name not in data:
-            if required:
-                return f"field '{name}' is missing"
-        elif not ok(data[name]):
-            return f"field '{name}' must be {what}, found {_shown(data[name])}"
-    return None
-
-
-def _shown(value) -> str:
-    text = json.dumps(value, default=str)
-    return text if len(text) <= 40 else text[:37] + "..."
+    """What is wrong with a parsed record (see ``schema``), or None."""
+    return schema.check(data)
 
 
 def load_record(path: Path) -> tuple[dict | None, str | None]:
@@ -106,6 +46,7 @@ def load_record(path: Path) -> tuple[dict | None, str | None]:
     problem = check_record(data)
     if problem:
         return None, f"{path}: not a run record: {problem}; skipped"
+    data = schema.upgrade(data)
     if data["run_id"] != path.parent.name:
         return None, f"{path}: its run_id {data['run_id']!r} is not its folder's name; skipped"
     return data, None

@@ -1,0 +1,131 @@
+"""The run record (``record.json``): one versioned schema, checked on every read.
+
+A results folder is data other people send you, so a reader relies on a field only
+after :func:`check` has seen it. Records of an older schema are upgraded on reading;
+records of a newer one are refused with a message saying which version was found.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Callable
+
+from . import files
+
+SCHEMA_VERSION = 1  # 0: records written before the schema had a version (no field changed)
+STATUSES = ("ok", "failed", "running")
+_METRIC_NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
+
+
+def _number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _opt(check):
+    return lambda v: v is None or check(v)
+
+
+def _mapping_of(check):
+    return lambda v: isinstance(v, dict) and all(isinstance(k, str) and check(x) for k, x in v.items())
+
+
+def _list_of(check):
+    return lambda v: isinstance(v, list) and all(check(x) for x in v)
+
+
+def _text(limit: int = 1_000_000):
+    return lambda v: isinstance(v, str) and len(v) <= limit
+
+
+_plain = lambda v: v is None or isinstance(v, (str, bool, int, float))  # noqa: E731
+_entry = _mapping_of(lambda x: x is None or _number(x))  # one point of a history
+_meta = _mapping_of(lambda x: _plain(x) or _list_of(lambda s: isinstance(s, str))(x))
+_mapping = lambda v: isinstance(v, dict)  # noqa: E731
+_metrics = lambda v: _mapping_of(lambda x: x is None or _number(x))(v) and all(_METRIC_NAME.fullmatch(k) for k in v)  # noqa: E731
+
+
+@dataclasses.dataclass(frozen=True)
+class Field:
+    required: bool
+    check: Callable[[object], bool]
+    what: str   # what the value must be, for messages
+    doc: str    # what it means, for README
+
+
+FIELDS: dict[str, Field] = {
+    "schema_version": Field(False, lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0,
+                            "an integer", "version of this schema (missing: 0)"),
+    "run_id": Field(True, files.safe_part, "a plain folder name", "the run's folder name under runs/"),
+    "label": Field(True, lambda v: _text(1000)(v) and v != "", "a non-empty string",
+                   "the configuration's name on the leaderboard"),
+    "model": Field(True, lambda v: _text(200)(v) and v != "", "a non-empty string", "the registered model"),
+    "seed": Field(True, lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer", "the run's seed"),
+    "status": Field(True, lambda v: v in STATUSES, f"one of {', '.join(STATUSES)}", "ok or failed"),
+    "options": Field(False, _opt(_mapping), "a mapping", "the model's resolved options"),
+    "dataset": Field(False, _opt(_mapping), "a mapping", "the resolved data set settings"),
+    "eval_split": Field(False, _opt(_text(40)), "a string", "test or validation"),
+    "batch_size": Field(False, _opt(lambda v: isinstance(v, int) and not isinstance(v, bool)), "an integer",
+                        "training batch size"),
+    "budget": Field(False, _opt(_entry), "a mapping of numbers", "the budget asked for (seconds, steps, epochs)"),
+    "config_hash": Field(False, _opt(_text(200)), "a string",
+                         "SHA-256 of data set, budget, batch size, model, options and seed"),
+    "metrics_requested": Field(False, _opt(_list_of(_text(64))), "a list of names", "the suite's metrics"),
+    "evaluation": Field(False, _opt(_mapping), "a mapping", "the evaluation settings"),
+    "device": Field(False, _opt(_text(200)), "a string", "cpu, cuda or cuda:N"),
+    "versions": Field(False, _opt(_mapping_of(_plain)), "a mapping of strings", "python and package versions"),
+    "started": Field(False, _opt(_text(64)), "a string", "UTC start time"),
+    "finished": Field(False, _opt(_text(64)), "a string", "UTC end time"),
+    "metric_info": Field(False, _opt(_mapping_of(_meta)), "a mapping of metric descriptions",
+                         "each metric's unit, direction, required capabilities and description"),
+    "budget_used": Field(False, _opt(_entry), "a mapping of numbers", "seconds, steps, epochs and images used"),
+    "stopped_by": Field(False, _opt(_text(40)), "a string", "the budget limit that ended training"),
+    "final_losses": Field(False, _opt(_entry), "a mapping of numbers", "the last logging window's losses"),
+    "history": Field(False, _opt(_list_of(_entry)), "a list of mappings of numbers",
+                     "mean losses per logging window, with step, epoch and seconds"),
+    "eval_history": Field(False, _opt(_list_of(_entry)), "a list of mappings of numbers",
+                          "metrics computed during training"),
+    "curve_seconds": Field(False, _opt(_number), "a number", "time spent on them, off the budget clock"),
+    "curve_images": Field(False, _opt(_number), "a number", "evaluation images they used"),
+    "metrics": Field(False, _opt(_metrics), "a mapping of metric names to numbers",
+                     "final scores; null where a metric does not apply, failed or was not finite"),
+    "metric_errors": Field(False, _opt(_mapping_of(_mapping)), "a mapping",
+                           "error and traceback of each metric that raised"),
+    "metric_details": Field(False, _opt(_mapping), "a mapping",
+                            "per-metric extras, the feature extractor's name and SHA-256, not_finite reasons"),
+    "eval_seconds": Field(False, _opt(_number), "a number", "time the final evaluation took"),
+    "error": Field(False, _opt(_text()), "a string", "why a failed run failed (traceback in error.log)"),
+    "rescored": Field(False, _opt(_mapping), "a mapping", "when `genbench rescore` last scored it, and what"),
+}
+
+
+def check(data) -> str | None:
+    """What is wrong with a parsed record, or None if a reader can rely on it."""
+    if not isinstance(data, dict):
+        return f"expected a JSON object, found {type(data).__name__}"
+    version = data.get("schema_version", 0)
+    if isinstance(version, int) and not isinstance(version, bool) and version > SCHEMA_VERSION:
+        return (f"written by a newer genbench (record schema {version}; this genbench reads up to "
+                f"{SCHEMA_VERSION}); upgrade genbench to read it")
+    for name, field in FIELDS.items():
+        if name not in data:
+            if field.required:
+                return f"field '{name}' is missing"
+        elif not field.check(data[name]):
+            return f"field '{name}' must be {field.what}, found {_shown(data[name])}"
+    return None
+
+
+def upgrade(data: dict) -> dict:
+    """A checked record in the current schema (version 0 differs only by lacking the number)."""
+    if data.get("schema_version", 0) < SCHEMA_VERSION:
+        data = {"schema_version": SCHEMA_VERSION, **data}
+        data["schema_version"] = SCHEMA_VERSION
+    return data
+
+
+def _shown(value) -> str:
+    import json
+
+    text = json.dumps(value, default=str)
+    return text if len(text) <= 40 else text[:37] + "..."
