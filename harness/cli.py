@@ -150,6 +150,7 @@ def _parser() -> argparse.ArgumentParser:
     plug.add_argument("--json", action="store_true", help="machine-readable output")
     plug.add_argument("--model", metavar="NAME", help="show the options of one model")
     plug.add_argument("--dataset", metavar="NAME", help="show the options of one data set")
+    plug.add_argument("--metric", metavar="NAME", help="show what one metric needs, measures and reports")
     plug.set_defaults(func=cmd_plugins)
     return p
 
@@ -267,6 +268,8 @@ def cmd_plugins(args, registry) -> int:
     from .messages import console as make_console, escape
 
     info = _plugin_info(registry)
+    if args.metric:
+        return _show_metric(info, args.metric, args.json)
     if args.model or args.dataset:
         kind, name = ("models", args.model) if args.model else ("datasets", args.dataset)
         entry = next((e for e in info[kind] if e["name"] == name), None)
@@ -299,6 +302,32 @@ def cmd_plugins(args, registry) -> int:
     return 0
 
 
+def _show_metric(info: dict, name: str, as_json: bool) -> int:
+    from rich.table import Table
+
+    from .messages import console as make_console, escape
+
+    entry = next((e for e in info["metrics"] if e["name"] == name), None)
+    if entry is None:
+        raise UserError(f"--metric {name}: not installed{did_you_mean(name, [e['name'] for e in info['metrics']])}")
+    if as_json:
+        print(json.dumps(entry, indent=2))
+        return 0
+    table = Table(title=escape(f"metric '{name}' ({entry['distribution']} {entry['version']})"), title_justify="left",
+                  show_header=False)
+    table.add_column("")
+    table.add_column("")
+    rows = [("measures", entry["description"]), ("unit", entry["unit"] or "-"),
+            ("better", "higher" if entry["higher_is_better"] else "lower"),
+            ("needs", ", ".join(entry["requires"]) or "nothing (applies to every model)"),
+            ("settings", "the suite's evaluation: section (num_samples, feature_extractor, ...)"
+             if entry["uses_samples"] else "the suite's evaluation: section")]
+    for key, value in rows:
+        table.add_row(escape(key), escape(str(value)))
+    make_console().print(table)
+    return 0
+
+
 def _plugin_info(registry) -> dict:
     from .api.options import describe
 
@@ -315,6 +344,7 @@ def _plugin_info(registry) -> dict:
                  **source("dataset", n)} for n, c in sorted(registry.datasets.items())]
     metrics = [{"name": n, "description": m.description, "unit": m.unit,
                 "higher_is_better": m.higher_is_better, "requires": sorted(c.value for c in m.requires),
+                "uses_samples": m.uses_samples,
                 **source("metric", n)} for n, m in sorted(registry.metrics.items())]
     return {"models": models, "datasets": datasets, "metrics": metrics, "warnings": registry.warnings}
 

@@ -178,3 +178,13 @@ def test_a_misspelt_hook_registered_at_run_time_is_left_out_too():
     assert any("implements unknown hook 'register_model'; did you mean 'register_models'" in w
                for w in reg.warnings)
     assert not pluginmanager.pm.has_plugin("mock") and "vae" in reg.models
+
+
+def test_plugins_metric_shows_one_metric(capsys):
+    from genbench.cli import main
+
+    assert main(["plugins", "--metric", "kl", "--json"]) == 0
+    kl = json.loads(capsys.readouterr().out)
+    assert kl["requires"] == ["posterior"] and kl["higher_is_better"] is False and kl["unit"] == "nats/image"
+    assert main(["plugins", "--metric", "fdi"]) == 2
+    assert "--metric fdi: not installed; did you mean 'fid'?" in capsys.readouterr().err

@@ -315,3 +315,24 @@ def test_output_checks_name_dtype_and_device():
         outputs.posterior(model, [torch.zeros(2, 3)], 2, cpu)
     ok = torch.rand(2, 1, 28, 28)
     assert outputs.images(model, "sample", ok, 2, (1, 28, 28), cpu) is ok
+
+
+def test_a_missing_or_tampered_extractor_is_refused_before_training(synthetic_dataset, mock_plugins, write_suite,
+                                                                     tmp_path, capsys):
+    from genbench.api import ExtractorSpec
+
+    weights = tmp_path / "synthetic.pt"
+    weights.write_bytes(b"not the pinned weights")
+
+    class Tampered(synthetic_dataset):
+        name = "tampered"
+        extractor = ExtractorSpec(weights, "0" * 64, num_classes=4, in_channels=3)
+
+    mock_plugins("mock_tampered", register_datasets=lambda register: register(Tampered))
+    text = "name: t\ndataset: {name: %s}\nbudget: {steps: 1}\nmetrics: [fid]\nruns: [{model: vae}]\n"
+    for dataset, said in (("tampered", f"{weights} has sha256 "), ("synthetic", "ships none; train one with")):
+        suite = write_suite(text % dataset, f"{dataset}.yaml")
+        assert main(["validate", str(suite)]) == 2
+        assert said in capsys.readouterr().err
+        assert main(["run", str(suite), "--out", str(tmp_path / dataset)]) == 2
+        assert said in capsys.readouterr().err and not (tmp_path / dataset).exists()  # nothing trained

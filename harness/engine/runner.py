@@ -26,6 +26,7 @@ from .config import RunSpec, Suite
 from .data import DeviceData, prepare
 from ..errors import UserError
 from .evaluate import check_counts, evaluate, subset_evaluator
+from ..api import extractor
 from ..api.options import as_dict
 from .pluginmanager import Registry
 from .train import train
@@ -135,9 +136,27 @@ def load_data(suite: Suite, registry: Registry, device: torch.device, download: 
     errors, warnings = check_counts([registry.metrics[m] for m in suite.metrics], suite.evaluation, len(data.eval))
     if errors:
         raise UserError(*[f"{suite.path}: {e}" for e in errors])
+    check_extractor(suite, registry, data)
     for warning in warnings:
         (console or messages.console(stderr=True)).print(messages.warning(warning))
     return data
+
+
+def check_extractor(suite: Suite, registry: Registry, data: DeviceData) -> None:
+    """Before anything trains: the sample metrics' feature extractor exists and is the pinned one."""
+    names = [m for m in (*suite.metrics, *suite.evaluation.curve_metrics) if registry.metrics[m].uses_samples]
+    if not names or suite.evaluation.feature_extractor != "domain":
+        return
+    spec = data.extractor
+    if spec is None:
+        raise UserError(f"{suite.path}: metrics: {', '.join(sorted(set(names)))} need a feature extractor, and data set "
+                        f"'{suite.dataset.name}' ships none; train one with `genbench extractor train "
+                        f"{suite.dataset.name} --out FILE`, or use evaluation.feature_extractor: inception")
+    try:
+        extractor.load(spec)
+    except extractor.ExtractorMismatch as err:
+        raise UserError(f"{suite.path}: the feature extractor of data set '{suite.dataset.name}' cannot be used: "
+                        f"{err}; reinstall the package that ships it") from None
 
 
 def run_suite(suite: Suite, registry: Registry, out: Path, device_name: str = "auto",
