@@ -157,8 +157,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def cmd_run(args, registry) -> int:
     from .engine.config import load_suite
-    from .results.files import slug
     from .engine.runner import run_suite
+    from .results.files import slug
 
     suite = load_suite(args.suite, registry)
     out = Path(args.out) if args.out else Path("results") / slug(suite.name)
@@ -166,9 +166,9 @@ def cmd_run(args, registry) -> int:
 
 
 def cmd_report(args, registry) -> int:
-    from .results import files, store
-    from .render import leaderboard, report
     from . import messages
+    from .render import leaderboard, report
+    from .results import files, store
 
     results = store.load(Path(args.dir))
     err = messages.console(stderr=True)
@@ -221,9 +221,9 @@ def cmd_extractor_train(args, registry) -> int:
 
 
 def cmd_compare(args, registry) -> int:
+    from . import messages
     from .render import compare
     from .results import store
-    from . import messages
 
     a, b = store.load(Path(args.dir_a)), store.load(Path(args.dir_b))
     out = compare.render(a, b, args.format)
@@ -265,7 +265,8 @@ def cmd_validate(args, registry) -> int:
 def cmd_plugins(args, registry) -> int:
     from rich.table import Table
 
-    from .messages import console as make_console, escape
+    from .messages import console as make_console
+    from .messages import escape
 
     info = _plugin_info(registry)
     if args.metric:
@@ -305,7 +306,8 @@ def cmd_plugins(args, registry) -> int:
 def _show_metric(info: dict, name: str, as_json: bool) -> int:
     from rich.table import Table
 
-    from .messages import console as make_console, escape
+    from .messages import console as make_console
+    from .messages import escape
 
     entry = next((e for e in info["metrics"] if e["name"] == name), None)
     if entry is None:

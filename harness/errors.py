@@ -20,8 +20,12 @@ class ConfigErrors(UserError):
     """Every problem found in one suite file, reported together."""
 
 
-class PluginError(UserError):
-    """A plugin broke a rule of the plugin interface."""
+def shown(value, limit: int = 120) -> str:
+    """A value as JSON for a one-line message, cut to ``limit`` characters."""
+    import json
+
+    text = json.dumps(value, sort_keys=True, default=str)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def did_you_mean(word: str, choices: Iterable[str]) -> str:

@@ -9,8 +9,7 @@ import numpy as np
 import torch
 
 import genbench
-from genbench.api import (CACHE_DIR, DataError, DataNotFound, ExtractorSpec, find_files, read_idx,
-                          torchvision_download)
+from genbench.api import CACHE_DIR, DataError, DataNotFound, ExtractorSpec, find_files, read_idx, torchvision_download
 
 # Domain feature extractors trained by scripts/train_extractor.py; the hashes pin them.
 WEIGHTS = Path(__file__).parent / "weights"

@@ -6,10 +6,11 @@ import subprocess
 
 import pytest
 
-from conftest import TINY, genbench_cmd
 from genbench.cli import main
 from genbench.engine.config import load_suite
 from genbench.errors import ConfigErrors
+
+from conftest import TINY, genbench_cmd
 
 
 def errors_of(path, registry) -> list[str]:

@@ -8,10 +8,10 @@ import shutil
 
 import torch
 
-from genbench.api.dataset import ImageSet, find_files, read_idx, search_roots
-from genbench.engine.data import DeviceData
-from genbench.api.model import DataInfo
 from genbench._torchvision_compat import ensure_torchvision
+from genbench.api.dataset import ImageSet, find_files, read_idx, search_roots
+from genbench.api.model import DataInfo
+from genbench.engine.data import DeviceData
 
 MD5 = {  # of the uncompressed files, as the original distributions publish them
     ("mnist", "t10k-images-idx3-ubyte"): "2646ac647ad5339dbf082846283269ea",

@@ -10,15 +10,16 @@ import torch.nn.functional as F
 from skimage.metrics import structural_similarity
 
 import genbench
-from genbench.api import Capability, fidelity
+from genbench.api import Capability
 from genbench.api import extractor as ext
-from genbench.engine.config import DatasetConfig, load_suite
+from genbench.api import fidelity
 from genbench.api.dataset import to_float
-from genbench.engine.data import prepare
 from genbench.api.metric import EvalContext, EvalOptions
+from genbench.engine.config import DatasetConfig, load_suite
+from genbench.engine.data import prepare
 from genbench.engine.evaluate import evaluate
 from genbench.plugins import metrics as builtin
-from genbench.plugins.datasets import FashionMNIST, MNIST
+from genbench.plugins.datasets import MNIST, FashionMNIST
 
 
 @pytest.fixture(scope="module")

@@ -10,8 +10,9 @@ import types
 import pytest
 
 import genbench
-from conftest import genbench_cmd
 from genbench.engine import pluginmanager
+
+from conftest import genbench_cmd
 
 
 def plugins_json(env_extra: dict | None = None) -> dict:

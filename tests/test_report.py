@@ -14,9 +14,8 @@ import pandas as pd
 import pytest
 from matplotlib import image as mpimg
 
-from genbench.engine import snapshot
-from genbench.render import report
 from genbench.cli import main
+from genbench.engine import snapshot
 
 SUITE = """
 name: reports
@@ -82,9 +81,10 @@ def test_each_run_gets_the_figures_its_capabilities_allow(out):
 
 
 def test_snapshots_hold_the_same_real_test_images_for_every_run(out, registry):
+    import torch
+
     from genbench.engine.config import load_suite
     from genbench.engine.runner import load_data
-    import torch
 
     data = load_data(load_suite(out.parent / "suite.yaml", registry), registry, torch.device("cpu"))
     first_of_class = [int(torch.nonzero(data.eval.labels == c)[0]) for c in range(10)]
@@ -229,8 +229,8 @@ def test_report_command_rebuilds_everything_without_models_or_training(out, tmp_
 
 
 def test_tsne_projection_separates_classes(registry):
-    from genbench.render.figures import project
     from genbench.plugins.datasets import MNIST
+    from genbench.render.figures import project
 
     test = MNIST().load("test", None, download=False)
     x = test.images[:600].flatten(1).float().numpy() / 255

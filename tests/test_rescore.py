@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 import subprocess
 
-from conftest import TINY, genbench_cmd
 from genbench.cli import main
+
+from conftest import TINY, genbench_cmd
 
 SCORED = TINY.replace("runs:", "metrics: [fid, bce, kl, elbo]\n"
                       "evaluation: {num_samples: 500, kid_subset_size: 100}\nruns:")

@@ -9,10 +9,11 @@ import subprocess
 
 import pytest
 
-from conftest import TINY, genbench_cmd
 from genbench.cli import main
 from genbench.engine.config import load_suite
 from genbench.render.leaderboard import build
+
+from conftest import TINY, genbench_cmd
 
 
 def _records(out):

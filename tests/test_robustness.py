@@ -17,10 +17,10 @@ import pytest
 import torch
 
 import genbench
-from conftest import ROOT, TINY, genbench_cmd
-from genbench.engine import pluginmanager
-from genbench.results import files
 from genbench.cli import main
+from genbench.results import files
+
+from conftest import ROOT, TINY, genbench_cmd
 
 # -- 9. atomic writes -----------------------------------------------------------------
 

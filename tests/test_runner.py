@@ -3,19 +3,16 @@
 from __future__ import annotations
 
 import json
-import types
 
 import pandas as pd
 import pytest
 import torch
 
 import genbench
-from conftest import TINY
-from genbench.engine import pluginmanager
 from genbench.cli import main
-from genbench.engine.config import load_suite
-from genbench.engine.runner import load_data
 from genbench.engine.train import train
+
+from conftest import TINY
 
 
 def run_cli(*args) -> int:

@@ -10,8 +10,9 @@ import pytest
 import torch
 
 import genbench
-from conftest import ROOT
 from genbench.testing import check_dataset, check_metric, check_model
+
+from conftest import ROOT
 
 C = genbench.Capability
 

@@ -4,8 +4,8 @@ Built-in plugins import nothing else (a test checks this), so they register exac
 the way a third party's package does.
 """
 
-from .dataset import (CACHE_DIR, DataError, DataNotFound, Dataset, ImageSet, find_files, read_idx,
-                      search_roots, to_float, torchvision_download)
+from .dataset import (CACHE_DIR, DataError, DataNotFound, Dataset, ImageSet, find_files, read_idx, search_roots,
+                      to_float, torchvision_download)
 from .extractor import DomainNet, ExtractorSpec
 from .hookspecs import hookimpl
 from .metric import EvalContext, EvalOptions, Metric

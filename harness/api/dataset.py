@@ -13,7 +13,7 @@ import os
 import socket
 import struct
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import ClassVar
 
@@ -23,7 +23,7 @@ from torch import Tensor
 
 from ..errors import UserError
 from .extractor import ExtractorSpec
-from .model import Batch, DataInfo, NoOptions
+from .model import NoOptions
 
 DEBIAN_DATASETS = Path("/usr/share/datasets")
 CACHE_DIR = Path("~/.cache/genbench/data")

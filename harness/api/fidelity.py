@@ -12,9 +12,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from . import extractor as ext
 from .._torchvision_compat import ensure_torchvision
 from ..errors import UserError
+from . import extractor as ext
 
 INCEPTION_HELP = ("Inception FID needs a local weights file: download "
                   "pt_inception-2015-12-05-6726825d.pth from https://github.com/toshas/torch-fidelity/releases "

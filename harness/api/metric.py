@@ -9,21 +9,17 @@ the real evaluation split are computed once per suite.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import functools
-import hashlib
-import math
 import re
-import traceback
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Literal, Optional
 
 import torch
 from torch import Tensor
 
-from .dataset import to_float
 from . import outputs
+from .dataset import to_float
 from .model import Capability, Model, expand
 from .options import option
 
@@ -82,6 +78,11 @@ class Metric:
         if not callable(self.compute):
             raise ValueError(f"metric {self.name!r}: compute must be callable")
         object.__setattr__(self, "requires", frozenset(Capability(c) for c in self.requires))
+
+    def info(self) -> dict:
+        """What a run record keeps about the metric, so a report needs no plugin."""
+        return {"unit": self.unit, "higher_is_better": self.higher_is_better,
+                "requires": sorted(c.value for c in self.requires), "description": self.description}
 
     def applies_to(self, model: type[Model] | Model) -> bool:
         return self.requires <= expand(model.capabilities)

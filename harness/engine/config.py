@@ -10,19 +10,19 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import itertools
-import math
 import json
+import math
 from pathlib import Path
 from typing import Any, Literal, Optional
 
 import yaml
 
 from ..api import options as opt
-from . import yamlfile
-from ..errors import ConfigErrors, did_you_mean
-from ..results.files import slug
 from ..api.metric import EvalOptions
 from ..api.options import option
+from ..errors import ConfigErrors, did_you_mean
+from ..results.files import slug
+from . import yamlfile
 from .pluginmanager import Registry
 
 

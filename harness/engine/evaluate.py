@@ -11,6 +11,7 @@ import dataclasses
 import hashlib
 import math
 import traceback
+from typing import Any
 
 import torch
 

@@ -23,9 +23,9 @@ import pluggy
 
 from ..api import hookspecs
 from ..api.dataset import Dataset
-from ..errors import did_you_mean
 from ..api.metric import Metric
 from ..api.model import Model, missing_methods
+from ..errors import did_you_mean
 
 GROUP = "genbench"
 ENV_LOAD = "GENBENCH_LOAD_PLUGINS"

@@ -16,12 +16,12 @@ import yaml
 from rich.console import Console
 from rich.markup import escape
 
-from ..results import files, record, store
 from .. import messages
 from ..api import options
-from ..render import report
-from .config import Suite, load_suite
 from ..errors import UserError
+from ..render import report
+from ..results import files, record, store
+from .config import Suite, load_suite
 from .evaluate import evaluate
 from .pluginmanager import Registry
 from .runner import load_data, pick_device
@@ -85,11 +85,9 @@ def _update(rec: dict, scores: dict, details: dict, metrics, suite: Suite, secon
     errors = details.pop("errors", {})
     rec["metric_errors"] = {**{k: v for k, v in (rec.get("metric_errors") or {}).items() if k not in scores}, **errors}
     rec["metric_details"] = {**(rec.get("metric_details") or {}), **details}
-    rec["metric_info"] = {**(rec.get("metric_info") or {}), **{
-        m.name: {"unit": m.unit, "higher_is_better": m.higher_is_better,
-                 "requires": sorted(c.value for c in m.requires), "description": m.description} for m in metrics}}
+    rec["metric_info"] = {**(rec.get("metric_info") or {}), **{m.name: m.info() for m in metrics}}
     rec["evaluation"] = options.as_dict(suite.evaluation)
-    rec["rescored"] = {"at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "metrics": list(scores),
+    rec["rescored"] = {"at": record.utc_now(), "metrics": list(scores),
                        "eval_seconds": round(seconds, 3)}
 
 

@@ -8,7 +8,6 @@ import json
 import random
 import time
 import traceback
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -18,16 +17,16 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+from .. import messages
+from ..api import extractor
+from ..api.options import as_dict
+from ..errors import UserError, shown
 from ..render import figures, leaderboard, report
 from ..results import files, record, schema, store
-from .. import messages
 from . import snapshot
 from .config import RunSpec, Suite
 from .data import DeviceData, prepare
-from ..errors import UserError
 from .evaluate import check_counts, evaluate, subset_evaluator
-from ..api import extractor
-from ..api.options import as_dict
 from .pluginmanager import Registry
 from .train import train
 
@@ -56,16 +55,18 @@ RESUME_VERSIONS = ("genbench", "torch", "torchvision", "torch-fidelity", "numpy"
 
 
 def check_out_dir(suite: Suite, out: Path, resume: bool, device: torch.device,
-                  extractor: str | None = None) -> dict:
+                  extractor: str | None = None, records: list[dict] | None = None) -> dict:
     """Refuse to mix settings in one folder or to overwrite results silently.
 
-    Returns the resolved suite to save: on --resume, the saved one with this suite's
-    new seeds and configurations added.
+    ``records`` are the folder's run records (read here if not given). Returns the
+    resolved suite to save: on --resume, the saved one with this suite's new seeds and
+    configurations added.
     """
+    records = record.read_records(out) if records is None else records
     new = suite.resolved()
     saved = out / "suite.yaml"
     if not saved.is_file():
-        if record.read_records(out):
+        if records:
             raise UserError(f"{out} holds run records but no suite.yaml, so its settings are unknown; "
                             f"choose another --out")
         return new
@@ -76,14 +77,14 @@ def check_out_dir(suite: Suite, out: Path, resume: bool, device: torch.device,
     if not isinstance(old, dict):
         raise UserError(f"{saved}: cannot be read, so the folder's settings are unknown; choose another --out")
     if not resume:
-        if record.read_records(out):
+        if records:
             raise UserError(f"{out} already holds results of suite '{old.get('name')}'; pass --resume "
                             f"to continue it, or choose another --out")
         return new
     if old.get("name") != new["name"]:
         raise UserError(f"--resume: {out} holds results of a different suite (name {old.get('name')!r} there, "
                         f"{new['name']!r} in {suite.path}); choose another --out")
-    differ = [f"{key} {_short(a)} there, {_short(b)} in {suite.path}"
+    differ = [f"{key} {shown(a)} there, {shown(b)} in {suite.path}"
               for name in RESUME_KEYS for key, a, b in _differences(name, old.get(name), new[name])]
     env = _read_env(out)
     old_versions = env.get("versions") or {}
@@ -93,7 +94,7 @@ def check_out_dir(suite: Suite, out: Path, resume: bool, device: torch.device,
     old_device = str(env.get("device", "")).split(":")[0]
     if old_device and old_device != device.type:
         differ.append(f"device {old_device} there, {device.type} here")
-    used = {leaderboard.extractor_sha(r) for r in record.read_records(out)} - {None}
+    used = {leaderboard.extractor_sha(r) for r in records} - {None}
     if extractor and used - {extractor}:
         differ.append(f"feature extractor sha256 {', '.join(sorted(used))[:16]}... there, {extractor[:16]}... here")
     if differ:
@@ -113,11 +114,6 @@ def _differences(key: str, old, new):
             yield from _differences(f"{key}.{k}", old.get(k), new.get(k))
     elif old != new:
         yield key, old, new
-
-
-def _short(value) -> str:
-    text = json.dumps(value, sort_keys=True, default=str)
-    return text if len(text) <= 120 else text[:117] + "..."
 
 
 def _read_env(out: Path) -> dict:
@@ -175,9 +171,11 @@ def run_suite(suite: Suite, registry: Registry, out: Path, device_name: str = "a
         with files.FolderLock(out, "run"):
             files.remove_stale_temporaries(out)
             spec = registry.datasets[suite.dataset.name].extractor
-            resolved = check_out_dir(suite, out, resume, device, spec.sha256 if spec else None)
+            records = record.read_records(out)
+            resolved = check_out_dir(suite, out, resume, device, spec.sha256 if spec else None, records)
+            done = {(r["label"], r["seed"], r.get("config_hash")): r for r in records if r["status"] == "ok"}
             try:
-                return _run_locked(suite, registry, out, device, resume, console, resolved)
+                return _run_locked(suite, registry, out, device, done if resume else {}, console, resolved)
             except files.OutputError as err:
                 err.lines.append(f"finished runs in {out} are kept; fix the cause, then continue with --resume")
                 err.exit_code = 1
@@ -187,8 +185,9 @@ def run_suite(suite: Suite, registry: Registry, out: Path, device_name: str = "a
             files.remove_if_only_lock(out)
 
 
-def _run_locked(suite: Suite, registry: Registry, out: Path, device: torch.device, resume: bool,
+def _run_locked(suite: Suite, registry: Registry, out: Path, device: torch.device, done: dict[tuple, dict],
                 console: Console, resolved: dict) -> int:
+    """The suite's runs; ``done`` holds the finished runs to skip, by (label, seed, configuration hash)."""
     started = time.perf_counter()
     data = load_data(suite, registry, device, console=console)  # before writing: no data, no files
     console.print(f"[bold]{escape(suite.name)}[/]: {len(suite.runs)} runs on {escape(suite.dataset.name)} "
@@ -196,7 +195,6 @@ def _run_locked(suite: Suite, registry: Registry, out: Path, device: torch.devic
                   f"device {device}, budget {escape(str(suite.budget.limits()))}")
     record.write_text(out / "suite.yaml", yaml.safe_dump(resolved, sort_keys=False))
     record.write_json(out / "env.json", record.environment(device, registry.plugin_sources(), registry.warnings))
-    done = _finished(out) if resume else {}
     failed = 0
     for i, run in enumerate(suite.runs, 1):
         old = done.get((run.label, run.seed, suite.run_hash(run)))
@@ -228,12 +226,6 @@ def _run_locked(suite: Suite, registry: Registry, out: Path, device: torch.devic
     if (out / "report.html").is_file():
         console.print(f"Report: {escape(str(out / 'report.html'))}")
     return 1 if failed else 0
-
-
-def _finished(out: Path) -> dict[tuple, dict]:
-    """The successful runs already in ``out``, by (label, seed, configuration hash)."""
-    return {(r["label"], r["seed"], r.get("config_hash")): r
-            for r in record.read_records(out) if r["status"] == "ok"}
 
 
 def _finish_figures(out: Path, rec: dict, console: Console) -> None:
@@ -269,11 +261,9 @@ def execute_run(suite: Suite, run: RunSpec, run_id: str, run_dir: Path, registry
            "budget": suite.budget.limits(), "config_hash": suite.run_hash(run),
            "metrics_requested": list(suite.metrics), "evaluation": as_dict(suite.evaluation),
            "device": str(device), "versions": record.versions(),
-           "started": _now(), "status": "running"}
+           "started": record.utc_now(), "status": "running"}
     metrics = [registry.metrics[m] for m in suite.metrics]
-    rec["metric_info"] = {m.name: {"unit": m.unit, "higher_is_better": m.higher_is_better,
-                                   "requires": sorted(c.value for c in m.requires),
-                                   "description": m.description} for m in metrics}
+    rec["metric_info"] = {m.name: m.info() for m in metrics}
     try:
         seed_everything(run.seed)
         model = registry.models[run.model](run.options, data.info).to(device)
@@ -295,13 +285,13 @@ def execute_run(suite: Suite, run: RunSpec, run_id: str, run_dir: Path, registry
         if score is not None:
             rec.update(eval_history=result.eval_history, curve_seconds=result.eval_seconds,
                        curve_images=min(suite.evaluation.curve_images, len(data.eval)))
-        started = time.perf_counter()
         if suite.save_models:  # before scoring: a model that trained is never lost to a metric
             # Serialised in memory first: torch's writer reports a full disk as a RuntimeError.
             buffer = io.BytesIO()
             torch.save({"model": run.model, "options": run.options_dict(), "state_dict": model.state_dict(),
                         "optimizers": {k: o.state_dict() for k, o in model.optimizers.items()}}, buffer)
             files.write_bytes(run_dir / "model.pt", buffer.getvalue())
+        started = time.perf_counter()
         rec["metrics"], details = evaluate(model, data, metrics, suite.evaluation, run.seed)
         rec["metric_errors"] = details.pop("errors", {})
         rec["metric_details"] = details
@@ -320,7 +310,7 @@ def execute_run(suite: Suite, run: RunSpec, run_id: str, run_dir: Path, registry
         rec.update(status="failed", error=f"{type(err).__name__}: {err}")
         record.write_text(run_dir / "error.log", traceback.format_exc())
         console.print(f"  [red]failed[/]: {escape(rec['error'])} (traceback in {escape(str(run_dir / 'error.log'))})")
-    rec["finished"] = _now()
+    rec["finished"] = record.utc_now()
     return rec
 
 
@@ -328,6 +318,3 @@ def _progress(console: Console) -> Progress:
     return Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
                     TextColumn("{task.fields[info]}"), TimeElapsedColumn(), console=console)
 
-
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")

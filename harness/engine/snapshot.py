@@ -15,12 +15,12 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .data import DeviceData
-from ..api.dataset import to_float
 from ..api import outputs
-from .evaluate import derive_seed, seeded
+from ..api.dataset import to_float
 from ..api.model import Capability, Model
 from ..results.files import write_bytes
+from .data import DeviceData
+from .evaluate import derive_seed, seeded
 
 SNAPSHOT = "snapshot.npz"
 GRID = 10            # samples per row; also the number of showcase images

@@ -9,9 +9,9 @@ from collections.abc import Callable
 
 import torch
 
+from ..api.model import Model, Step
 from .budget import BudgetClock
 from .data import DeviceData
-from ..api.model import Model, Step
 
 
 class TrainingDiverged(RuntimeError):

@@ -14,8 +14,8 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
-from .leaderboard import Board, header
 from ..results.files import write_bytes
+from .leaderboard import Board, header
 
 DPI = 110
 

@@ -6,12 +6,9 @@ them on any results folder, without a model, the data or training.
 
 from __future__ import annotations
 
-import dataclasses
-import json
 from pathlib import Path
 
 import pandas as pd
-import yaml
 
 from ..results import files, record
 from ..results.store import Results

@@ -11,8 +11,8 @@ import importlib.metadata
 import json
 import os
 import platform
+from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 import torch
@@ -22,11 +22,6 @@ from .files import write_bytes, write_json, write_text  # noqa: F401  (the write
 
 RECORD = "record.json"
 MAX_RECORD_BYTES = 64 * 2**20  # a record with a long history is well under 1 MB
-
-
-def check_record(data) -> str | None:
-    """What is wrong with a parsed record (see ``schema``), or None."""
-    return schema.check(data)
 
 
 def load_record(path: Path) -> tuple[dict | None, str | None]:
@@ -43,7 +38,7 @@ def load_record(path: Path) -> tuple[dict | None, str | None]:
         return None, f"{path}: nested too deeply to be a run record; skipped"
     except json.JSONDecodeError as err:
         return None, f"{path}: not valid JSON ({err.msg} at line {err.lineno}; truncated?); skipped"
-    problem = check_record(data)
+    problem = schema.check(data)
     if problem:
         return None, f"{path}: not a run record: {problem}; skipped"
     data = schema.upgrade(data)
@@ -68,6 +63,11 @@ def read_records(out: Path, warnings: list[str] | None = None) -> list[dict]:
         elif warnings is not None:
             warnings.append(problem)
     return sorted(records, key=lambda r: str(r.get("finished") or ""))
+
+
+def utc_now() -> str:
+    """The time stamps of records: UTC, to the second."""
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
 def versions() -> dict[str, str]:

@@ -11,6 +11,7 @@ import dataclasses
 import re
 from collections.abc import Callable
 
+from ..errors import shown
 from . import files
 
 SCHEMA_VERSION = 1  # 0: records written before the schema had a version (no field changed)
@@ -112,7 +113,7 @@ def check(data) -> str | None:
             if field.required:
                 return f"field '{name}' is missing"
         elif not field.check(data[name]):
-            return f"field '{name}' must be {field.what}, found {_shown(data[name])}"
+            return f"field '{name}' must be {field.what}, found {shown(data[name], 40)}"
     return None
 
 
@@ -122,10 +123,3 @@ def upgrade(data: dict) -> dict:
         data = {"schema_version": SCHEMA_VERSION, **data}
         data["schema_version"] = SCHEMA_VERSION
     return data
-
-
-def _shown(value) -> str:
-    import json
-
-    text = json.dumps(value, default=str)
-    return text if len(text) <= 40 else text[:37] + "..."

@@ -18,8 +18,6 @@ from ..render import leaderboard
 from . import files, record
 
 
-
-
 @dataclasses.dataclass
 class Results:
     """A results folder as saved: the resolved suite, the environment, the run records."""
