@@ -144,13 +144,14 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--subset", type=int, help="train on only the first N images (for a quick try)")
     train.set_defaults(func=cmd_extractor_train)
 
-    plug = sub.add_parser("plugins", help="list installed models, data sets and metrics",
+    plug = sub.add_parser("plugins", help="list installed models, data sets, metrics and loggers",
                           description="List what the installed plugins register, and which "
                           "distribution provides each.")
     plug.add_argument("--json", action="store_true", help="machine-readable output")
     plug.add_argument("--model", metavar="NAME", help="show the options of one model")
     plug.add_argument("--dataset", metavar="NAME", help="show the options of one data set")
     plug.add_argument("--metric", metavar="NAME", help="show what one metric needs, measures and reports")
+    plug.add_argument("--logger", metavar="NAME", help="show the options of one logger")
     plug.set_defaults(func=cmd_plugins)
     return p
 
@@ -161,8 +162,17 @@ def cmd_run(args, registry) -> int:
     from .results.files import slug
 
     suite = load_suite(args.suite, registry)
+    _suite_warnings(suite)
     out = Path(args.out) if args.out else Path("results") / slug(suite.name)
     return run_suite(suite, registry, out, args.device, args.resume)
+
+
+def _suite_warnings(suite) -> None:
+    from . import messages
+
+    err = messages.console(stderr=True)
+    for warning in suite.warnings:
+        err.print(messages.warning(warning), soft_wrap=True)
 
 
 def cmd_report(args, registry) -> int:
@@ -249,6 +259,7 @@ def cmd_validate(args, registry) -> int:
     for path in args.suites:
         try:
             suite = load_suite(path, registry)
+            _suite_warnings(suite)
             if not args.no_data:
                 data = load_data(suite, registry, torch.device("cpu"), download=False)
             console.print(messages.escape(
@@ -271,36 +282,40 @@ def cmd_plugins(args, registry) -> int:
     info = _plugin_info(registry)
     if args.metric:
         return _show_metric(info, args.metric, args.json)
-    if args.model or args.dataset:
-        kind, name = ("models", args.model) if args.model else ("datasets", args.dataset)
+    if args.model or args.dataset or args.logger:
+        kind, name = (("models", args.model) if args.model else ("datasets", args.dataset) if args.dataset
+                      else ("loggers", args.logger))
         entry = next((e for e in info[kind] if e["name"] == name), None)
         if entry is None:
             raise UserError(f"--{kind[:-1]} {name}: not installed{did_you_mean(name, [e['name'] for e in info[kind]])}")
         if args.json:
             print(json.dumps(entry, indent=2))
             return 0
-        table = Table(title=escape(f"{kind[:-1]} '{name}': {entry['description']} ({entry['distribution']} "
-                                   f"{entry['version']})"), title_justify="left")
-        for col in ("option", "type", "default", "help"):
-            table.add_column(col)
-        for o in entry["options"]:
-            table.add_row(*map(escape, (o["name"], o["type"], "(required)" if o["required"] else repr(o["default"]),
-                                        o["help"])))
-        make_console().print(table)
+        make_console().print(_options_table(f"{kind[:-1]} '{name}': {entry['description']} ({entry['distribution']} "
+                                            f"{entry['version']})", entry["options"]))
         return 0
     if args.json:
         print(json.dumps(info, indent=2))
         return 0
     console = make_console()
-    for kind, extra in (("models", "capabilities"), ("datasets", None), ("metrics", "requires")):
+    for kind, extra in (("models", "capabilities"), ("datasets", None), ("metrics", "requires"),
+                        ("loggers", "needs")):
         table = Table(title=kind.capitalize(), title_justify="left")
         for col in ["name", "description"] + ([extra] if extra else []) + ["provided by"]:
             table.add_column(col)
         for e in info[kind]:
-            cells = [e["name"], e["description"]] + ([", ".join(e[extra]) or "-"] if extra else [])
+            cells = [e["name"], e["description"]] + ([_needs(e[extra]) or "-"] if extra else [])
             table.add_row(*map(escape, [*cells, f"{e['distribution']} {e['version']}".strip()]))
         console.print(table)
     return 0
+
+
+def _needs(value) -> str:
+    if isinstance(value, dict):  # a logger's packages: say which are missing, and how to get them
+        missing = [m for m, ok in value["packages"].items() if not ok]
+        shown = ", ".join(value["packages"])
+        return shown + (f" (missing: pip install '{value['extra']}')" if missing else "")
+    return ", ".join(value)
 
 
 def _show_metric(info: dict, name: str, as_json: bool) -> int:
@@ -322,16 +337,43 @@ def _show_metric(info: dict, name: str, as_json: bool) -> int:
     rows = [("measures", entry["description"]), ("unit", entry["unit"] or "-"),
             ("better", "higher" if entry["higher_is_better"] else "lower"),
             ("needs", ", ".join(entry["requires"]) or "nothing (applies to every model)"),
-            ("settings", "the suite's evaluation: section (num_samples, feature_extractor, ...)"
-             if entry["uses_samples"] else "the suite's evaluation: section")]
+            ("shared settings", "evaluation: num_samples, feature_extractor (samples and their features)"
+             if entry["uses_samples"] else "none"),
+            ("checked before training", " and ".join(
+                [w for w, on in (("its preconditions", entry["checks"]), ("the feature extractor", entry["uses_samples"]))
+                 if on]) + " (by `genbench validate` and `run`)" if entry["checks"] or entry["uses_samples"]
+             else "nothing")]
+    if entry["options"]:
+        example = ", ".join(f"{o['name']}: {json.dumps(o['default'])}" for o in entry["options"])
+        rows.append(("in a suite", f"metrics: [{{name: {name}, {example}}}]"))
+    else:
+        rows.append(("in a suite", f"metrics: [{name}] (no options)"))
     for key, value in rows:
         table.add_row(escape(key), escape(str(value)))
-    make_console().print(table)
+    console = make_console()
+    console.print(table)
+    if entry["options"]:
+        console.print(_options_table(f"options of metric '{name}'", entry["options"]))
     return 0
+
+
+def _options_table(title: str, options: list[dict]):
+    from rich.table import Table
+
+    from .messages import escape
+
+    table = Table(title=escape(title), title_justify="left")
+    for col in ("option", "type", "default", "help"):
+        table.add_column(col)
+    for o in options:
+        table.add_row(*map(escape, (o["name"], o["type"], "(required)" if o["required"] else repr(o["default"]),
+                                    o["help"])))
+    return table
 
 
 def _plugin_info(registry) -> dict:
     from .api.options import describe
+    from .engine.config import importable
 
     def source(kind, name):
         s = registry.sources[(kind, name)]
@@ -346,9 +388,14 @@ def _plugin_info(registry) -> dict:
                  **source("dataset", n)} for n, c in sorted(registry.datasets.items())]
     metrics = [{"name": n, "description": m.description, "unit": m.unit,
                 "higher_is_better": m.higher_is_better, "requires": sorted(c.value for c in m.requires),
-                "uses_samples": m.uses_samples,
+                "uses_samples": m.uses_samples, "checks": m.check is not None,
+                "options": [vars(o) for o in describe(m.Options)] if m.Options else [],
                 **source("metric", n)} for n, m in sorted(registry.metrics.items())]
-    return {"models": models, "datasets": datasets, "metrics": metrics, "warnings": registry.warnings}
+    loggers = [{"name": n, "description": c.description, "options": [vars(o) for o in describe(c.Options)],
+                "needs": {"packages": {m: importable(m) for m in c.requires}, "extra": c.extra},
+                **source("logger", n)} for n, c in sorted(registry.loggers.items())]
+    return {"models": models, "datasets": datasets, "metrics": metrics, "loggers": loggers,
+            "warnings": registry.warnings}
 
 
 if __name__ == "__main__":

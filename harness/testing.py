@@ -22,7 +22,7 @@ import torch
 from .api import outputs
 from .api.dataset import Dataset, ImageSet
 from .api.extractor import DomainNet, file_sha256
-from .api.metric import EvalOptions, Metric
+from .api.metric import EvalOptions, Metric, MetricSetup
 from .api.model import CAPABILITIES, Capability, DataInfo, Model, missing_methods
 from .engine.data import DeviceData
 from .engine.evaluate import evaluate
@@ -176,9 +176,12 @@ def check_dataset(cls: type[Dataset], options=None, root=None) -> None:
 
 
 def check_metric(metric: Metric, model_cls: type[Model], options=None,
-                 evaluation: EvalOptions | None = None, image_shape=(1, 28, 28), num_classes: int = 10) -> None:
+                 evaluation: EvalOptions | None = None, image_shape=(1, 28, 28), num_classes: int = 10,
+                 metric_options=None) -> None:
     """Check a metric on a model that has what it requires: a finite number (or a number and
-    a JSON-friendly details dict), the same for the same seed."""
+    a JSON-friendly details dict), the same for the same seed; its options build from
+    defaults and its ``check`` returns lines of text. ``options`` are the model's,
+    ``metric_options`` the metric's (default: its defaults)."""
     import json
 
     if not isinstance(metric, Metric):
@@ -189,9 +192,21 @@ def check_metric(metric: Metric, model_cls: type[Model], options=None,
     data = tiny_data(image_shape, num_classes)
     model = _build(model_cls, options, data, seed=0)
     train(model, data, {"steps": 2}, 32, seed=0)
-    evaluation = evaluation or EvalOptions(num_samples=64, kid_subset_size=32, kid_subsets=5, iw_images=16,
-                                           iw_samples=4)
-    first, details = evaluate(model, data, [metric], evaluation, seed=0)
+    evaluation = evaluation or EvalOptions(num_samples=64)
+    if metric_options is None:
+        try:
+            metric_options = metric.default_options()
+        except TypeError as err:
+            _fail(metric.name, "Options", f"every option needs a default, so `metrics: [{metric.name}]` works: {err}")
+    try:
+        problems = list(metric.check(MetricSetup(metric_options, evaluation, len(data.eval), data.info)) or ()) \
+            if metric.check else []
+    except Exception as err:
+        _fail(metric.name, "check", f"raised {type(err).__name__}: {err}; return a list of problems instead")
+    if not all(isinstance(p, str) for p in problems):
+        _fail(metric.name, "check", "must return lines of text")
+    chosen = {metric.name: metric_options}
+    first, details = evaluate(model, data, [metric], evaluation, seed=0, metric_options=chosen)
     if "errors" in details:
         _fail(metric.name, "compute", f"raised {details['errors'][metric.name]['error']}")
     value = first[metric.name]
@@ -201,7 +216,7 @@ def check_metric(metric: Metric, model_cls: type[Model], options=None,
         json.dumps(details.get(metric.name, {}), allow_nan=False)
     except (TypeError, ValueError) as err:
         _fail(metric.name, "compute", f"details must be JSON-friendly: {err}")
-    second, _ = evaluate(model, data, [metric], evaluation, seed=0)
+    second, _ = evaluate(model, data, [metric], evaluation, seed=0, metric_options=chosen)
     if second[metric.name] != value:
         _fail(metric.name, "compute", f"the same seed gave {value} and then {second[metric.name]}: draw "
               f"randomness only from torch's generators")

@@ -6,13 +6,14 @@ tested against a reference implementation or a known value in tests/test_metrics
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import torch
 import torch.nn.functional as F
 
 import genbench
-from genbench.api import Capability, fidelity
+from genbench.api import Capability, fidelity, option
 from genbench.api.losses import gaussian_kl
 
 R, P, S, C = Capability.RECONSTRUCT, Capability.POSTERIOR, Capability.SAMPLE, Capability.CONDITIONAL
@@ -113,9 +114,15 @@ def elbo(ctx) -> float:
     return float((rec - gaussian_kl(mean, logvar)).mean())
 
 
-def iw_log_likelihood(ctx) -> float:
+@dataclasses.dataclass(frozen=True)
+class IWOptions:
+    samples: int = option(50, "importance samples per image", min=1)
+    images: int = option(1000, "evaluation images scored (the first N; all if fewer)", min=1)
+
+
+def iw_log_likelihood(ctx, options: IWOptions) -> float:
     """log p(x) >= log 1/k sum_k p(x, z_k) / q(z_k | x) (Burda et al. 2016), nats/image."""
-    k, n = ctx.options.iw_samples, min(ctx.options.iw_images, len(ctx.images))
+    k, n = options.samples, min(options.images, len(ctx.images))
     mean, logvar = (t[:n] for t in ctx.posterior)
     x, y = ctx.images[:n], (ctx.labels[:n] if ctx.conditional else None)
     gen = torch.Generator(device=mean.device).manual_seed(0)
@@ -136,25 +143,50 @@ def fid(ctx) -> float:
     return fidelity.fid(ctx.real_features[0], ctx.sample_features[0])
 
 
-def kid(ctx):
-    mean, std = fidelity.kid(ctx.real_features[0], ctx.sample_features[0],
-                             ctx.options.kid_subset_size, ctx.options.kid_subsets)
-    return mean, {"std": std}
+@dataclasses.dataclass(frozen=True)
+class KIDOptions:
+    subset_size: int = option(1000, "images per subset (at most evaluation.num_samples and the evaluation "
+                              "images)", min=2)
+    subsets: int = option(100, "random subsets averaged", min=1)
 
 
-def _precision_recall(ctx) -> tuple[float, float]:
-    if "_prc" not in ctx.__dict__:
-        ctx.__dict__["_prc"] = fidelity.precision_recall(ctx.real_features[0], ctx.sample_features[0],
-                                                         ctx.options.prc_neighborhood)
-    return ctx.__dict__["_prc"]
+def kid(ctx, options: KIDOptions):
+    real, fake = ctx.real_features[0], ctx.sample_features[0]
+    # The full evaluation is checked up front; curves during training use fewer images.
+    size = min(options.subset_size, len(real), len(fake))
+    mean, std = fidelity.kid(real, fake, size, options.subsets)
+    return mean, {"std": std, "subset_size": size}
 
 
-def precision(ctx) -> float:
-    return _precision_recall(ctx)[0]
+def check_kid(setup) -> list[str]:
+    size = setup.options.subset_size
+    return [f"subset_size {size} is more than the {count} {what}; lower subset_size or use more images"
+            for count, what in ((setup.evaluation.num_samples, "samples (evaluation.num_samples)"),
+                                (setup.eval_images, "evaluation images")) if size > count]
 
 
-def recall(ctx) -> float:
-    return _precision_recall(ctx)[1]
+@dataclasses.dataclass(frozen=True)
+class ManifoldOptions:
+    k: int = option(3, "k of the k-nearest-neighbour manifolds (Kynkaanniemi et al. 2019)", min=1)
+
+
+def _precision_recall(ctx, k: int) -> tuple[float, float]:
+    # One computation serves precision and recall when both use the same k.
+    return ctx.shared(("precision_recall", k),
+                      lambda: fidelity.precision_recall(ctx.real_features[0], ctx.sample_features[0], k))
+
+
+def precision(ctx, options: ManifoldOptions) -> float:
+    return _precision_recall(ctx, options.k)[0]
+
+
+def recall(ctx, options: ManifoldOptions) -> float:
+    return _precision_recall(ctx, options.k)[1]
+
+
+def check_manifold(setup) -> list[str]:
+    n = min(setup.evaluation.num_samples, setup.eval_images)
+    return [] if setup.options.k < n else [f"k {setup.options.k} needs more than {n} images on each side"]
 
 
 # Conditional -----------------------------------------------------------------------
@@ -165,6 +197,19 @@ def conditional_accuracy(ctx) -> float:
     if logits is None:
         raise ValueError("cond_accuracy needs the domain feature extractor (it is a classifier)")
     return float((logits.argmax(1) == ctx.sample_labels.cpu()).double().mean())
+
+
+def check_classifier(setup) -> list[str]:
+    if setup.evaluation.feature_extractor != "domain":
+        return ["needs evaluation.feature_extractor: domain (the data set's classifier); Inception's "
+                "features are not a classifier of its classes"]
+    return []
+
+
+def check_per_class(setup) -> list[str]:
+    per_class = setup.evaluation.num_samples // max(setup.info.num_classes, 1)
+    return [] if per_class >= 2 else [f"evaluation.num_samples {setup.evaluation.num_samples} gives fewer "
+                                      f"than 2 samples for each of {setup.info.num_classes} classes"]
 
 
 def fid_per_class(ctx):
@@ -190,16 +235,18 @@ def register_metrics(register):
                "Var_x(E[z|x]) > 0.01"))
     register(M("elbo", elbo, {R, P}, True, "nats/image", "evidence lower bound on log p(x), one z per image"))
     register(M("iw_ll", iw_log_likelihood, {R, P}, True, "nats/image",
-               "importance-weighted log-likelihood bound (evaluation.iw_samples per image)"))
+               "importance-weighted log-likelihood bound (options: samples per image, images)",
+               Options=IWOptions))
     register(M("fid", fid, {S}, False, "", "Frechet distance of samples to the evaluation split in "
                "the extractor's feature space", uses_samples=True))
     register(M("kid", kid, {S}, False, "", "kernel (MMD^2, cubic polynomial) distance of samples to "
-               "the evaluation split", uses_samples=True))
+               "the evaluation split", uses_samples=True, Options=KIDOptions, check=check_kid))
     register(M("precision", precision, {S}, True, "", "share of samples inside the real k-NN manifold",
-               uses_samples=True))
+               uses_samples=True, Options=ManifoldOptions, check=check_manifold))
     register(M("recall", recall, {S}, True, "", "share of real images inside the samples' k-NN manifold",
-               uses_samples=True))
+               uses_samples=True, Options=ManifoldOptions, check=check_manifold))
     register(M("cond_accuracy", conditional_accuracy, {S, C}, True, "",
-               "the domain classifier's accuracy on samples of asked classes", uses_samples=True))
+               "the domain classifier's accuracy on samples of asked classes", uses_samples=True,
+               check=check_classifier))
     register(M("fid_per_class", fid_per_class, {S, C}, False, "", "FID within each class, averaged",
-               uses_samples=True))
+               uses_samples=True, check=check_per_class))

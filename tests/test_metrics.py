@@ -123,11 +123,11 @@ def test_closed_form_kl_matches_monte_carlo(trained_vae, mnist):
 
 
 def test_elbo_below_iw_bound_and_active_units(trained_vae, mnist):
-    ctx = EvalContext(trained_vae, mnist, EvalOptions(iw_samples=20, iw_images=500))
+    ctx = EvalContext(trained_vae, mnist)
     with torch.no_grad():
         elbo = builtin.elbo(ctx)
-        iw = builtin.iw_log_likelihood(ctx)
-        one = builtin.iw_log_likelihood(EvalContext(trained_vae, mnist, EvalOptions(iw_samples=1, iw_images=4000)))
+        iw = builtin.iw_log_likelihood(ctx, builtin.IWOptions(samples=20, images=500))
+        one = builtin.iw_log_likelihood(EvalContext(trained_vae, mnist), builtin.IWOptions(samples=1, images=4000))
         units, details = builtin.active_units(ctx)
     assert elbo < iw < 0  # the importance-weighted bound is tighter (Burda et al. 2016)
     assert one == pytest.approx(elbo, rel=0.01)  # with k = 1 it is the ELBO again
@@ -194,7 +194,7 @@ def test_sample_metrics_on_real_images_used_as_samples(registry, mnist):
     model = Replay(genbench.NoOptions(), mnist.info)
     names = ["fid", "kid", "precision", "recall", "cond_accuracy", "fid_per_class"]
     scores, details = evaluate(model, mnist, [registry.metrics[m] for m in names],
-                               EvalOptions(num_samples=2000, kid_subsets=20))
+                               EvalOptions(num_samples=2000), metric_options={"kid": builtin.KIDOptions(subsets=20)})
     # the samples were the first 200 test images of each class: the classifier's accuracy on them
     first = torch.cat([torch.nonzero(labels == c)[:200, 0] for c in range(10)])
     logits = ext.extract(ext.load(MNIST.extractor), images[first])[1]
@@ -204,6 +204,21 @@ def test_sample_metrics_on_real_images_used_as_samples(registry, mnist):
     assert scores["fid"] < 5 and scores["fid_per_class"] < 50
     assert details["feature_extractor"] == {"name": "genbench-mnist", "sha256": MNIST.extractor.sha256}
     assert len(details["fid_per_class"]["per_class"]) == 10
+
+
+def test_precision_and_recall_each_use_their_own_k(registry, mnist):
+    images, labels = to_float(mnist.eval.images), mnist.eval.labels
+    Replay.pool = {c: images[labels == c] for c in range(10)}
+    chosen = {"precision": builtin.ManifoldOptions(k=1), "recall": builtin.ManifoldOptions(k=10)}
+    scores, _ = evaluate(Replay(genbench.NoOptions(), mnist.info), mnist,
+                         [registry.metrics["precision"], registry.metrics["recall"]], EvalOptions(num_samples=1000),
+                         metric_options=chosen)
+    ctx = EvalContext(Replay(genbench.NoOptions(), mnist.info), mnist, EvalOptions(num_samples=1000))
+    with torch.no_grad():
+        real, fake = ctx.real_features[0], ctx.sample_features[0]
+    assert scores["precision"] == pytest.approx(fidelity.precision_recall(real, fake, 1)[0], abs=1e-6)
+    assert scores["recall"] == pytest.approx(fidelity.precision_recall(real, fake, 10)[1], abs=1e-6)
+    assert fidelity.precision_recall(real, fake, 1)[1] < scores["recall"]  # k matters: a larger ball covers more
 
 
 def test_registered_extractor_gives_the_same_fid_through_torch_fidelity(mnist, features):
@@ -256,7 +271,8 @@ def test_too_few_images_for_kid_is_refused(write_suite, tmp_path, capsys):
                        "metrics: [bce, kid]\nruns: [{model: vae}]\n")
     assert main(["run", str(path), "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err
-    assert "evaluation.kid_subset_size: 1000 is more than the 500 evaluation images" in err
+    assert ("metrics[1]: metric 'kid': subset_size 1000 is more than the 500 evaluation images; lower "
+            "subset_size or use more images (line 4)") in err
     assert not (tmp_path / "out").exists()
 
 

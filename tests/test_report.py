@@ -24,7 +24,7 @@ budget: {steps: 30}
 seeds: [0, 1]
 batch_size: 64
 metrics: [bce, kl, fid]
-evaluation: {num_samples: 600, kid_subset_size: 100, curve_metrics: [bce], curve_every: 0.5, curve_images: 200}
+evaluation: {num_samples: 600, curve_metrics: [bce], curve_every: 0.5, curve_images: 200}
 report: {latent_points: 300}
 runs:
   - model: vae

@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 import subprocess
 
+import yaml
+
 from genbench.cli import main
 
 from conftest import TINY, genbench_cmd
 
 SCORED = TINY.replace("runs:", "metrics: [fid, bce, kl, elbo]\n"
-                      "evaluation: {num_samples: 500, kid_subset_size: 100}\nruns:")
+                      "evaluation: {num_samples: 500}\nruns:")
 
 
 def _records(out):
@@ -50,3 +52,28 @@ def test_rescore_errors_are_one_line(write_suite, tmp_path, capsys):
     assert "no finished run with a saved model.pt to rescore" in capsys.readouterr().err
     assert main(["rescore", str(out), "--metrics", "fdi"]) == 2
     assert "unknown metric(s) fdi" in capsys.readouterr().err
+
+
+def test_rescoring_a_folder_written_before_metrics_owned_their_options(write_suite, tmp_path):
+    # genbench 0.1 kept KID's settings in evaluation: and wrote metric names only.
+    out = tmp_path / "out"
+    old_style = TINY.replace("runs:", "metrics: [kid, bce]\nevaluation: {num_samples: 300, kid_subset_size: 100, "
+                             "kid_subsets: 10}\nruns:")
+    assert main(["run", str(write_suite(old_style)), "--out", str(out)]) == 0
+    saved = yaml.safe_load((out / "suite.yaml").read_text())
+    assert saved["metrics"][0] == {"name": "kid", "subset_size": 100, "subsets": 10}
+    saved["metrics"] = ["kid", "bce"]
+    saved["evaluation"].update(kid_subset_size=100, kid_subsets=10, prc_neighborhood=3, iw_samples=50, iw_images=1000)
+    (out / "suite.yaml").write_text(yaml.safe_dump(saved))
+    for path in out.glob("runs/*/record.json"):
+        rec = json.loads(path.read_text())
+        rec.pop("metric_options")
+        rec["evaluation"] = saved["evaluation"]
+        path.write_text(json.dumps(rec))
+    before = _records(out)
+    assert main(["rescore", str(out)]) == 0
+    for run_id, rec in _records(out).items():
+        assert rec["metrics"] == before[run_id]["metrics"]  # the old settings were used: exact
+        assert rec["metric_options"] == {"kid": {"subset_size": 100, "subsets": 10}}
+    assert yaml.safe_load((out / "suite.yaml").read_text())["metrics"] == [
+        {"name": "kid", "subset_size": 100, "subsets": 10}, "bce"]

@@ -220,7 +220,7 @@ class NanSamples(_Broken):
 ])
 def test_broken_model_outputs_fail_the_run_with_one_clear_error(write_suite, tmp_path, mock_plugins, cls, rule):
     mock_plugins("mock_outputs", register_models=lambda register: register(cls))
-    text = TINY.replace("runs:", "metrics: [fid, bce]\nevaluation: {num_samples: 100, kid_subset_size: 50}\nruns:")
+    text = TINY.replace("runs:", "metrics: [fid, bce]\nevaluation: {num_samples: 100}\nruns:")
     out = tmp_path / "out"
     assert main(["run", str(write_suite(text + f"  - model: {cls.name}\n")), "--out", str(out)]) == 1
     records = {r["model"]: r for r in (json.loads(p.read_text()) for p in out.glob("runs/*/record.json"))}

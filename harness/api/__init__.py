@@ -8,10 +8,14 @@ from .dataset import (CACHE_DIR, DataError, DataNotFound, Dataset, ImageSet, fin
                       to_float, torchvision_download)
 from .extractor import DomainNet, ExtractorSpec
 from .hookspecs import hookimpl
-from .metric import EvalContext, EvalOptions, Metric
+from .logger import Logger, RunInfo, SuiteInfo
+from .metric import EvalContext, EvalOptions, Metric, MetricSetup
 from .model import CAPABILITIES, Batch, Capability, Contract, DataInfo, Model, NoOptions, Step
 from .options import option
 
-__all__ = ["Batch", "CACHE_DIR", "CAPABILITIES", "Capability", "Contract", "DataError", "DataInfo", "DataNotFound", "Dataset", "DomainNet",
-           "EvalContext", "EvalOptions", "ExtractorSpec", "ImageSet", "Metric", "Model", "NoOptions", "Step",
-           "find_files", "hookimpl", "option", "read_idx", "search_roots", "to_float", "torchvision_download"]
+__all__ = [
+    "Batch", "CACHE_DIR", "CAPABILITIES", "Capability", "Contract", "DataError", "DataInfo",
+    "DataNotFound", "Dataset", "DomainNet", "EvalContext", "EvalOptions", "ExtractorSpec",
+    "ImageSet", "Logger", "Metric", "MetricSetup", "Model", "NoOptions", "RunInfo", "Step",
+    "SuiteInfo", "find_files", "hookimpl", "option", "read_idx", "search_roots", "to_float",
+    "torchvision_download"]

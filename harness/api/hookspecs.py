@@ -48,6 +48,24 @@ def register_datasets(register: Callable[[type], None]) -> None:
 
 
 @hookspec
+def register_loggers(register: Callable[[type], None]) -> None:
+    """Register experiment-tracker loggers.
+
+    Call ``register(LoggerClass)`` for each :class:`genbench.Logger` subclass. A suite
+    selects loggers by ``name`` under ``loggers:``; each receives the suite's lifecycle
+    events (suite start, run start, training losses, evaluations during training, run
+    end with the record and figures, suite end). The built-in ``tensorboard`` and
+    ``mlflow`` loggers are plugins written this way.
+
+    Example::
+
+        @genbench.hookimpl
+        def register_loggers(register):
+            register(CSVLogger)
+    """
+
+
+@hookspec
 def register_metrics(register: Callable[[object], None]) -> None:
     """Register metrics.
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Literal, Optional
 
 import torch
@@ -20,7 +20,7 @@ from torch import Tensor
 
 from . import outputs
 from .dataset import to_float
-from .model import Capability, Model, expand
+from .model import Capability, DataInfo, Model, expand
 from .options import option
 
 if TYPE_CHECKING:  # the engine builds it; the API only describes it
@@ -29,14 +29,13 @@ if TYPE_CHECKING:  # the engine builds it; the API only describes it
 
 @dataclasses.dataclass(frozen=True)
 class EvalOptions:
-    """The suite's ``evaluation:`` section."""
+    """The suite's ``evaluation:`` section: what every metric shares.
+
+    A setting that only one metric uses is that metric's own option (see
+    :attr:`Metric.Options`), written in the suite as ``metrics: [{name: kid, subset_size: 500}]``.
+    """
 
     num_samples: int = option(10000, "images generated for sample metrics (FID, KID, precision/recall)", min=2)
-    kid_subset_size: int = option(1000, "KID subset size (at most the sample and evaluation counts)", min=2)
-    kid_subsets: int = option(100, "KID subsets averaged", min=1)
-    prc_neighborhood: int = option(3, "k of the k-NN manifolds of precision/recall", min=1)
-    iw_samples: int = option(50, "importance samples per image for iw_ll", min=1)
-    iw_images: int = option(1000, "evaluation images used for iw_ll (first N)", min=1)
     feature_extractor: Literal["domain", "inception"] = option(
         "domain", "features for FID/KID/precision/recall: the data set's shipped classifier, or "
         "torch-fidelity's Inception-v3 (needs feature_extractor_weights_path)")
@@ -49,40 +48,88 @@ class EvalOptions:
 
 
 @dataclasses.dataclass(frozen=True)
+class MetricSetup:
+    """What a metric's ``check`` sees before anything trains (``genbench validate`` and ``run``).
+
+    Attributes:
+        options: the metric's options as the suite sets them (an instance of
+            ``Metric.Options``), or None for a metric without options.
+        evaluation: the suite's shared ``evaluation:`` settings (``num_samples``,
+            ``feature_extractor``, ...).
+        eval_images: how many images the evaluation split holds.
+        info: the data set's image shape, pixel count and number of classes.
+    """
+
+    options: Any
+    evaluation: EvalOptions
+    eval_images: int
+    info: DataInfo
+
+
+@dataclasses.dataclass(frozen=True)
 class Metric:
     """A score computed on a trained model.
 
     Attributes:
         name: what users list under ``metrics:`` in a suite.
         compute: ``compute(ctx: EvalContext) -> float``, or ``(float, details)`` where
-            ``details`` is a JSON-friendly dict kept in the run record.
+            ``details`` is a JSON-friendly dict kept in the run record. A metric with
+            ``Options`` is called as ``compute(ctx, options)``.
         requires: the capabilities a model must have for the metric to apply.
         higher_is_better: sorting direction on the leaderboard.
         unit: shown next to the value, e.g. ``"nats/image"``.
         description: one line for ``genbench plugins``.
         uses_samples: True if the metric scores generated samples (it then needs
-            ``evaluation.num_samples`` and records the feature extractor).
+            ``evaluation.num_samples`` and a feature extractor, checked before training,
+            and records the extractor's SHA-256).
+        Options: a dataclass of the metric's own settings, fields declared with
+            :func:`genbench.option`. A suite sets them as
+            ``metrics: [{name: kid, subset_size: 500}]``; they are validated like model
+            options and listed by ``genbench plugins --metric NAME``.
+        check: ``check(setup: MetricSetup) -> list[str]``, the metric's preconditions,
+            run before training: each returned line is a problem that would make the
+            metric fail (e.g. a subset larger than the images there will be).
     """
 
     name: str
-    compute: Callable[[EvalContext], Any]
+    compute: Callable[..., Any]
     requires: frozenset[Capability] = frozenset()
     higher_is_better: bool = False
     unit: str = ""
     description: str = ""
     uses_samples: bool = False
+    Options: Optional[type] = None
+    check: Optional[Callable[[MetricSetup], Iterable[str]]] = None
 
     def __post_init__(self):
         if not re.fullmatch(r"[a-z][a-z0-9_]*", self.name or ""):
             raise ValueError(f"metric name {self.name!r} must match [a-z][a-z0-9_]*")
         if not callable(self.compute):
             raise ValueError(f"metric {self.name!r}: compute must be callable")
+        if self.Options is not None and not (isinstance(self.Options, type) and dataclasses.is_dataclass(self.Options)):
+            raise ValueError(f"metric {self.name!r}: Options must be a dataclass (fields declared with genbench.option)")
+        if self.check is not None and not callable(self.check):
+            raise ValueError(f"metric {self.name!r}: check must be callable")
         object.__setattr__(self, "requires", frozenset(Capability(c) for c in self.requires))
 
     def info(self) -> dict:
         """What a run record keeps about the metric, so a report needs no plugin."""
         return {"unit": self.unit, "higher_is_better": self.higher_is_better,
                 "requires": sorted(c.value for c in self.requires), "description": self.description}
+
+    def default_options(self) -> Any:
+        """The metric's options with every default (None for a metric without options)."""
+        return None if self.Options is None else self.Options()
+
+    def score(self, ctx: EvalContext, options: Any = None) -> Any:
+        """Call ``compute`` as the metric declares it, with its default options if none are given."""
+        if self.Options is None:
+            return self.compute(ctx)
+        return self.compute(ctx, self.default_options() if options is None else options)
+
+    def preconditions(self, setup: MetricSetup) -> list[str]:
+        """The problems ``check`` finds (none without a check)."""
+        return [str(p) for p in (self.check(setup) or ())] if self.check else []
 
     def applies_to(self, model: type[Model] | Model) -> bool:
         return self.requires <= expand(model.capabilities)
@@ -99,6 +146,7 @@ class EvalContext:
         self.batch_size = batch_size
         self.conditional = model.has(Capability.CONDITIONAL)
         self.details: dict[str, Any] = {}  # facts to record, e.g. the extractor's hash
+        self._shared: dict[Any, Any] = {}
 
     @functools.cached_property
     def images(self) -> Tensor:
@@ -174,6 +222,12 @@ class EvalContext:
         from . import fidelity
 
         return fidelity.features(self, self.samples)
+
+    def shared(self, key: Any, compute: Callable[[], Any]) -> Any:
+        """``compute()``, once per run: for results two metrics share (e.g. precision and recall)."""
+        if key not in self._shared:
+            self._shared[key] = compute()
+        return self._shared[key]
 
     @property
     def real_features(self) -> tuple[Tensor, Tensor]:

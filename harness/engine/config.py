@@ -9,18 +9,20 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import importlib.util
 import itertools
 import json
 import math
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import Any, Literal, Optional, Union
 
 import yaml
 
 from ..api import options as opt
 from ..api.metric import EvalOptions
 from ..api.options import option
-from ..errors import ConfigErrors, did_you_mean
+from ..errors import ConfigErrors, did_you_mean, shown
 from ..results.files import slug
 from . import yamlfile
 from .pluginmanager import Registry
@@ -77,9 +79,12 @@ class SuiteFile:
     description: str = option("", "one line for reports")
     seeds: tuple[int, ...] = option((0,), "one run per seed per configuration", min=0, max=2**63 - 1)
     batch_size: int = option(128, "training batch size", min=1)
-    metrics: tuple[str, ...] = option(("bce", "kl"), "metrics to compute, by registered name")
+    metrics: tuple[Union[str, dict], ...] = option(
+        ("bce", "kl"), "metrics to compute: a registered name, or {name: NAME, option: value, ...}")
     primary_metric: Optional[str] = option(None, "leaderboard sort key (default: first metric)")
     save_models: bool = option(True, "save each trained model's state as model.pt")
+    loggers: tuple[Union[str, dict], ...] = option(
+        (), "experiment trackers that follow the runs: a registered name, or {name: NAME, option: value}")
     evaluation: dict = option(default_factory=dict, help="evaluation options (EvalOptions)")
     report: dict = option(default_factory=dict, help="figure options (ReportOptions)")
 
@@ -115,6 +120,26 @@ class Suite:
     runs: tuple[RunSpec, ...]
     evaluation: EvalOptions = EvalOptions()
     report: ReportOptions = ReportOptions()
+    metric_options: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # name -> Options (or None)
+    loggers: tuple[tuple[str, Any], ...] = ()  # (name, Options) of each selected logger
+    warnings: tuple[str, ...] = ()  # deprecated settings that still work, for validate and run to show
+    lines: Mapping[tuple, int] = dataclasses.field(default_factory=dict, repr=False, compare=False)
+
+    def where(self, path: tuple, message: str) -> str:
+        """A problem at ``path`` of the file, as ``FILE: path: message (line N)``."""
+        return _format(self.path, path, message, self.lines)
+
+    def metric_path(self, name: str) -> tuple:
+        """Where a metric is listed: ``("metrics", i)``."""
+        return ("metrics", self.metrics.index(name)) if name in self.metrics else ("metrics",)
+
+    def metrics_resolved(self) -> list:
+        """The metrics as written back: a name, or a mapping with every option filled in."""
+        out = []
+        for name in self.metrics:
+            chosen = self.metric_options.get(name)
+            out.append(name if chosen is None else {"name": name, **opt.as_dict(chosen)})
+        return out
 
     def dataset_dict(self) -> dict:
         dataset = opt.as_dict(self.dataset)
@@ -130,9 +155,10 @@ class Suite:
                                            "options": run.options_dict()})
         return {"name": self.name, "description": self.description, "dataset": dataset,
                 "budget": self.budget.limits(), "seeds": list(self.seeds),
-                "batch_size": self.batch_size, "metrics": list(self.metrics),
+                "batch_size": self.batch_size, "metrics": self.metrics_resolved(),
                 "primary_metric": self.primary_metric, "save_models": self.save_models,
                 "evaluation": opt.as_dict(self.evaluation), "report": opt.as_dict(self.report),
+                "loggers": [{"name": n, **opt.as_dict(o)} for n, o in self.loggers],
                 "runs": list(configs.values())}
 
     def run_config(self, run: RunSpec) -> dict:
@@ -176,10 +202,12 @@ def load_suite(path: str | Path, registry: Registry) -> Suite:
     except yamlfile.TooLarge as err:
         raise ConfigErrors(f"{name}: {err}") from None
     errors: list[tuple[tuple, str]] = []
-    suite = _validate(data, registry, errors)
+    warnings: list[tuple[tuple, str]] = []
+    suite = _validate(data, registry, errors, warnings)
     if errors:
         raise ConfigErrors(*[_format(name, p, m, lines) for p, m in errors])
-    return dataclasses.replace(suite, path=name)
+    return dataclasses.replace(suite, path=name, lines=lines,
+                               warnings=tuple(_format(name, p, m, lines) for p, m in warnings))
 
 
 def _format(file: str, path: tuple, message: str, lines: dict) -> str:
@@ -195,10 +223,11 @@ def _format(file: str, path: tuple, message: str, lines: dict) -> str:
 MAX_RUNS = 10_000     # runs one suite may expand to (configurations x seeds)
 
 
-def _validate(data: Any, reg: Registry, errors: list) -> Suite | None:
+def _validate(data: Any, reg: Registry, errors: list, warnings: list) -> Suite | None:
     if not isinstance(data, dict):
         errors.append(((), "a suite file must be a mapping with name, dataset, budget and runs"))
         return None
+    moved = _moved_settings(data, warnings)
     top, errs = opt.build(SuiteFile, data)
     errors.extend(errs)
     # Parts that built on their own are checked further even if others failed, so
@@ -217,7 +246,8 @@ def _validate(data: Any, reg: Registry, errors: list) -> Suite | None:
     report = _build_part(ReportOptions, {"report": data.get("report") or {}}, "report", errors)
     dataset_options = _check_dataset(dataset, reg, errors)
     _check_budget(budget, errors)
-    metrics, primary = _check_metrics(top, data, reg, errors)
+    metrics, metric_options, primary = _check_metrics(top, moved, reg, errors)
+    loggers = _check_loggers(top, reg, errors)
     if top is not None:
         for i, seed in enumerate(top.seeds):
             if seed in top.seeds[:i]:
@@ -230,7 +260,8 @@ def _validate(data: Any, reg: Registry, errors: list) -> Suite | None:
     return Suite(path="", name=top.name, description=top.description, dataset=dataset,
                  dataset_options=dataset_options, budget=budget, seeds=top.seeds,
                  batch_size=top.batch_size, metrics=metrics, primary_metric=primary,
-                 save_models=top.save_models, runs=runs, evaluation=evaluation, report=report)
+                 save_models=top.save_models, runs=runs, evaluation=evaluation, report=report,
+                 metric_options=metric_options, loggers=loggers)
 
 
 def _build_part(cls, data: dict, key: str, errors: list):
@@ -266,19 +297,104 @@ def _check_budget(budget: BudgetConfig | None, errors: list) -> None:
             errors.append((("budget", key), f"must be a finite number greater than 0, got {value}"))
 
 
-def _check_metrics(top, data, reg: Registry, errors: list):
+# Settings genbench 0.1 kept in evaluation: that now belong to a metric's own options. A
+# suite (or a results folder's suite.yaml) that still has them keeps working, with a warning.
+MOVED = {"kid_subset_size": (("kid", "subset_size"),), "kid_subsets": (("kid", "subsets"),),
+         "prc_neighborhood": (("precision", "k"), ("recall", "k")),
+         "iw_samples": (("iw_ll", "samples"),), "iw_images": (("iw_ll", "images"),)}
+
+
+def _moved_settings(data: dict, warnings: list) -> dict[str, dict]:
+    """Take the moved settings out of ``data["evaluation"]``: metric name -> {option: value}."""
+    evaluation = data.get("evaluation")
+    moved: dict[str, dict] = {}
+    if not isinstance(evaluation, dict) or not set(evaluation) & set(MOVED):
+        return moved
+    evaluation = dict(evaluation)
+    for key in [k for k in evaluation if k in MOVED]:
+        value = evaluation.pop(key)
+        for metric, name in MOVED[key]:
+            moved.setdefault(metric, {})[name] = value
+        new = ", ".join(f"{{name: {m}, {o}: {shown(value)}}}" for m, o in MOVED[key])
+        warnings.append((("evaluation", key), f"deprecated: this setting now belongs to the metric; "
+                         f"write it under metrics: as {new}"))
+    data["evaluation"] = evaluation
+    return moved
+
+
+def _check_metrics(top, moved: dict[str, dict], reg: Registry, errors: list):
+    """The metrics' names, their options (validated against each metric's Options), the primary one."""
     if top is None:
-        return (), None
-    for i, metric in enumerate(top.metrics):
-        if metric not in reg.metrics:
-            errors.append((("metrics", i), f"unknown metric '{metric}'{did_you_mean(metric, reg.metrics)}"))
-    primary = top.primary_metric or (top.metrics[0] if top.metrics else None)
+        return (), {}, None
+    chosen: dict[str, Any] = {}
+    for where, name, settings in _named_entries(top.metrics, "metrics", reg.metrics, errors):
+        metric = reg.metrics[name]
+        if metric.Options is None:
+            if settings:
+                errors.append((where + (str(next(iter(settings))),), f"metric '{name}' has no options"))
+            chosen[name] = None
+            continue
+        options, errs = opt.build(metric.Options, {**moved.get(name, {}), **settings}, where)
+        errors.extend(errs)
+        chosen[name] = options
+    names = list(chosen)
+    written = [e.get("name") if isinstance(e, dict) else e for e in top.metrics]
+    primary = top.primary_metric or (written[0] if written else None)
     if primary is None:
         errors.append((("metrics",), "list at least one metric"))
-    elif primary not in top.metrics:
+    elif primary not in written:
         errors.append((("primary_metric",), f"'{primary}' is not among the suite's metrics"
-                       f"{did_you_mean(primary, top.metrics)}"))
-    return top.metrics, primary
+                       f"{did_you_mean(str(primary), [w for w in written if isinstance(w, str)])}"))
+    return tuple(names), chosen, primary
+
+
+def _named_entries(entries, key: str, registered: Mapping, errors: list):
+    """(path, name, settings) of each entry written as NAME or {name: NAME, option: value}."""
+    kind, seen = key[:-1], set()
+    for i, entry in enumerate(entries):
+        where = (key, i)
+        if isinstance(entry, dict):
+            settings = {k: v for k, v in entry.items() if k != "name"}
+            name = entry.get("name")
+            if not isinstance(name, str):
+                errors.append((where + ("name",), f"give the {kind}'s registered name: {{name: NAME, option: value}}"))
+                continue
+        else:
+            name, settings = entry, {}
+        if name not in registered:
+            errors.append((where, f"unknown {kind} '{name}'{did_you_mean(name, registered)}"))
+        elif name in seen:
+            errors.append((where, f"{kind} '{name}' is listed twice; list each {kind} once"))
+        else:
+            seen.add(name)
+            yield where, name, settings
+
+
+def _check_loggers(top, reg: Registry, errors: list) -> tuple[tuple[str, Any], ...]:
+    """The selected loggers with their options; a missing package names the extra to install."""
+    if top is None:
+        return ()
+    out = []
+    for where, name, settings in _named_entries(top.loggers, "loggers", reg.loggers, errors):
+        cls = reg.loggers[name]
+        missing = [m for m in cls.requires if not importable(m)]
+        if missing:
+            how = f"pip install '{cls.extra}'" if cls.extra else f"pip install {' '.join(missing)}"
+            errors.append((where, f"logger '{name}' needs the Python package {', '.join(missing)}, which is not "
+                           f"installed: {how}"))
+            continue
+        options, errs = opt.build(cls.Options, settings, where)
+        errors.extend(errs)
+        if options is not None:
+            out.append((name, options))
+    return tuple(out)
+
+
+def importable(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # a parent package missing, or a broken one
+        return False
 
 
 def _expand_runs(entries: Any, seeds: tuple[int, ...], reg: Registry, errors: list) -> tuple[RunSpec, ...]:

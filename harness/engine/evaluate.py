@@ -11,13 +11,14 @@ import dataclasses
 import hashlib
 import math
 import traceback
+from collections.abc import Mapping
 from typing import Any
 
 import torch
 
 from ..api import outputs
-from ..api.metric import EvalContext, EvalOptions, Metric
-from ..api.model import Model
+from ..api.metric import EvalContext, EvalOptions, Metric, MetricSetup
+from ..api.model import DataInfo, Model
 from .data import DeviceData
 
 
@@ -40,7 +41,8 @@ def seeded(device: torch.device, seed: int):
 
 
 def evaluate(model: Model, data: DeviceData, metrics: list[Metric], options: EvalOptions | None = None,
-             seed: int = 0) -> tuple[dict[str, float | None], dict[str, Any]]:
+             seed: int = 0, metric_options: Mapping[str, Any] | None = None
+             ) -> tuple[dict[str, float | None], dict[str, Any]]:
     """Score ``model`` on every metric; None where it lacks a capability or gave no finite value.
 
     Every draw comes from streams seeded by ``seed`` (the run's), so a run's scores do
@@ -48,8 +50,10 @@ def evaluate(model: Model, data: DeviceData, metrics: list[Metric], options: Eva
     and traceback go to ``details["errors"]``; the others are computed as usual (a
     model whose outputs break their contract still fails the run). Returns the scores
     and the details to record (per-metric extras, the extractor hash, and a reason for
-    every value left empty).
+    every value left empty). ``metric_options`` maps a metric's name to its options
+    (defaults where missing).
     """
+    metric_options = metric_options or {}
     ctx = EvalContext(model, data, options)
     model.eval()
     scores: dict[str, float | None] = {}
@@ -59,7 +63,7 @@ def evaluate(model: Model, data: DeviceData, metrics: list[Metric], options: Eva
                 scores[metric.name] = None
                 continue
             try:
-                value = metric.compute(ctx)
+                value = metric.score(ctx, metric_options.get(metric.name))
                 if isinstance(value, tuple):
                     value, ctx.details[metric.name] = value
                 value = float(value)
@@ -77,7 +81,7 @@ def evaluate(model: Model, data: DeviceData, metrics: list[Metric], options: Eva
 
 
 def subset_evaluator(model: Model, data: DeviceData, metrics: list[Metric], options: EvalOptions,
-                     seed: int = 0):
+                     seed: int = 0, metric_options: Mapping[str, Any] | None = None):
     """A function scoring ``model`` on the first ``options.curve_images`` evaluation images.
 
     For training curves: it runs on its own random stream (so training is unaffected)
@@ -88,29 +92,33 @@ def subset_evaluator(model: Model, data: DeviceData, metrics: list[Metric], opti
     if key not in data.cache:  # shared by the suite's runs, with its own feature cache
         data.cache[key] = dataclasses.replace(data, eval=data.eval.take(slice(0, n)), cache={})
     subset = data.cache[key]
-    sub_options = dataclasses.replace(options, num_samples=n, kid_subset_size=min(options.kid_subset_size, n),
-                                      iw_images=min(options.iw_images, n))
+    sub_options = dataclasses.replace(options, num_samples=n)
     calls = [0]
 
     def score() -> dict[str, float | None]:
         calls[0] += 1
         # evaluate() forks the streams, so training goes on exactly as without curves
-        scores, _ = evaluate(model, subset, metrics, sub_options, derive_seed(seed, f"curve{calls[0]}"))
+        scores, _ = evaluate(model, subset, metrics, sub_options, derive_seed(seed, f"curve{calls[0]}"),
+                             metric_options)
         model.train()
         return scores
     return score
 
 
-def check_counts(metrics: list[Metric], options: EvalOptions, eval_size: int) -> tuple[list[str], list[str]]:
-    """Errors (the metric cannot be computed) and warnings (it would be unreliable)."""
-    names = {m.name for m in metrics}
-    errors, warnings = [], []
-    if "kid" in names:
-        for count, what in ((options.num_samples, "evaluation.num_samples"), (eval_size, "evaluation images")):
-            if options.kid_subset_size > count:
-                errors.append(f"evaluation.kid_subset_size: {options.kid_subset_size} is more than the "
-                              f"{count} {what}; lower kid_subset_size or use more images")
+def check_metrics(metrics: list[Metric], metric_options: Mapping[str, Any], options: EvalOptions,
+                  eval_size: int, info: DataInfo) -> tuple[dict[str, list[str]], list[str]]:
+    """Before training: each metric's own preconditions (problems by metric name), and warnings."""
+    problems = {}
+    for metric in metrics:
+        setup = MetricSetup(metric_options.get(metric.name, metric.default_options()), options, eval_size, info)
+        try:
+            found = metric.preconditions(setup)
+        except Exception as err:  # a plugin's broken check must not hide the others
+            found = [f"its check raised {type(err).__name__}: {err}"]
+        if found:
+            problems[metric.name] = found
+    warnings = []
     if any(m.uses_samples for m in metrics) and min(options.num_samples, eval_size) < 2000:
         warnings.append(f"sample metrics on {min(options.num_samples, eval_size)} images: FID and KID are "
                         f"biased upward below about 2,000; compare only runs with the same counts")
-    return errors, warnings
+    return problems, warnings

@@ -23,6 +23,7 @@ import pluggy
 
 from ..api import hookspecs
 from ..api.dataset import Dataset
+from ..api.logger import Logger
 from ..api.metric import Metric
 from ..api.model import Model, missing_methods
 from ..errors import did_you_mean
@@ -123,6 +124,7 @@ class Registry:
     models: dict[str, type[Model]] = dataclasses.field(default_factory=dict)
     datasets: dict[str, type[Dataset]] = dataclasses.field(default_factory=dict)
     metrics: dict[str, Metric] = dataclasses.field(default_factory=dict)
+    loggers: dict[str, type[Logger]] = dataclasses.field(default_factory=dict)
     sources: dict[tuple[str, str], Source] = dataclasses.field(default_factory=dict)
     warnings: list[str] = dataclasses.field(default_factory=list)
 
@@ -138,6 +140,7 @@ def get_registry() -> Registry:
         ("model", "register_models", reg.models, _check_model),
         ("dataset", "register_datasets", reg.datasets, _check_dataset),
         ("metric", "register_metrics", reg.metrics, _check_metric),
+        ("logger", "register_loggers", reg.loggers, _check_logger),
     ]
     for kind, hook, table, check in kinds:
         for impl in getattr(pm.hook, hook).get_hookimpls():
@@ -192,6 +195,16 @@ def _check_metric(metric: Any) -> str:
     if not isinstance(metric, Metric):
         raise TypeError(f"{metric!r} is not a genbench.Metric")
     return metric.name
+
+
+def _check_logger(cls: Any) -> str:
+    if not (inspect.isclass(cls) and issubclass(cls, Logger)):
+        raise TypeError(f"{cls!r} is not a subclass of genbench.Logger")
+    _check_name(cls.name, cls)
+    _check_options(cls.Options, cls)
+    if not (isinstance(cls.requires, tuple) and all(isinstance(m, str) for m in cls.requires)):
+        raise TypeError(f"{cls.__name__}.requires must be a tuple of module names")
+    return cls.name
 
 
 def _check_name(name: Any, cls: Any) -> None:

@@ -47,17 +47,17 @@ def rescore(out: Path, registry: Registry, metrics: list[str] | None = None, sui
         runs = [r for r in runs if r["run_id"] not in missing]
         if not runs:
             raise UserError(f"{out}: no finished run with a saved model.pt to rescore")
-        data = load_data(suite, registry, device, console=console)
+        data = load_data(suite, registry, device, console=console, metrics=names)
         chosen = [registry.metrics[m] for m in names]
         for i, rec in enumerate(runs, 1):
             started = time.perf_counter()
             model = _load_model(registry, rec, results.run_dir(rec) / "model.pt", data.info, device)
-            scores, details = evaluate(model, data, chosen, suite.evaluation, rec["seed"])
+            scores, details = evaluate(model, data, chosen, suite.evaluation, rec["seed"], suite.metric_options)
             _update(rec, scores, details, chosen, suite, time.perf_counter() - started)
             record.write_json(results.run_dir(rec) / record.RECORD, rec)
             shown = ", ".join(f"{k} {v:.4g}" for k, v in scores.items() if v is not None)
             console.print(f"{i}/{len(runs)} {escape(rec['label'])} seed {rec['seed']}: {escape(shown) or '-'}")
-        _save_suite(out, suite, names)
+        _save_suite(out, suite, chosen)
         report.build(store.load(out), redraw_runs=False)
     console.print(f"Rescored {len(runs)} run(s) in {escape(str(out))}; tables and report.html rebuilt")
     return 0
@@ -87,13 +87,21 @@ def _update(rec: dict, scores: dict, details: dict, metrics, suite: Suite, secon
     rec["metric_details"] = {**(rec.get("metric_details") or {}), **details}
     rec["metric_info"] = {**(rec.get("metric_info") or {}), **{m.name: m.info() for m in metrics}}
     rec["evaluation"] = options.as_dict(suite.evaluation)
+    rec["metric_options"] = {**(rec.get("metric_options") or {}),
+                             **{m.name: options.as_dict(suite.metric_options.get(m.name) or m.default_options())
+                                for m in metrics if m.Options is not None}}
     rec["rescored"] = {"at": record.utc_now(), "metrics": list(scores),
                        "eval_seconds": round(seconds, 3)}
 
 
-def _save_suite(out: Path, suite: Suite, names: list[str]) -> None:
+def _save_suite(out: Path, suite: Suite, metrics: list) -> None:
     """suite.yaml lists every metric the records now hold, in the suite's order first."""
     resolved = yaml.safe_load((out / "suite.yaml").read_text(encoding="utf-8")) or {}
-    resolved["metrics"] = list(dict.fromkeys(list(resolved.get("metrics") or []) + names))
+    old = resolved.get("metrics") if isinstance(resolved.get("metrics"), list) else []
+    entries = {(e.get("name") if isinstance(e, dict) else e): e for e in old}
+    for metric in metrics:  # as rescored: with the options used now
+        chosen = suite.metric_options.get(metric.name) or metric.default_options()
+        entries[metric.name] = metric.name if chosen is None else {"name": metric.name, **options.as_dict(chosen)}
+    resolved["metrics"] = list(entries.values())
     resolved["evaluation"] = options.as_dict(suite.evaluation)
     record.write_text(out / "suite.yaml", yaml.safe_dump(resolved, sort_keys=False))

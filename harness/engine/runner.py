@@ -19,15 +19,17 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from .. import messages
 from ..api import extractor
+from ..api.logger import RunInfo
 from ..api.options import as_dict
 from ..errors import UserError, shown
 from ..render import figures, leaderboard, report
 from ..results import files, record, schema, store
 from . import snapshot
-from .config import RunSpec, Suite
+from .config import RunSpec, Suite, load_suite
 from .data import DeviceData, prepare
-from .evaluate import check_counts, evaluate, subset_evaluator
+from .evaluate import check_metrics, evaluate, subset_evaluator
 from .pluginmanager import Registry
+from .tracking import Tracking, run_info, suite_info
 from .train import train
 
 
@@ -55,12 +57,14 @@ RESUME_VERSIONS = ("genbench", "torch", "torchvision", "torch-fidelity", "numpy"
 
 
 def check_out_dir(suite: Suite, out: Path, resume: bool, device: torch.device,
-                  extractor: str | None = None, records: list[dict] | None = None) -> dict:
+                  extractor: str | None = None, records: list[dict] | None = None,
+                  registry: Registry | None = None) -> dict:
     """Refuse to mix settings in one folder or to overwrite results silently.
 
     ``records`` are the folder's run records (read here if not given). Returns the
     resolved suite to save: on --resume, the saved one with this suite's new seeds and
-    configurations added.
+    configurations added. With ``registry``, the saved suite is read as a suite file,
+    so one written by an older genbench compares by meaning, not by layout.
     """
     records = record.read_records(out) if records is None else records
     new = suite.resolved()
@@ -81,6 +85,11 @@ def check_out_dir(suite: Suite, out: Path, resume: bool, device: torch.device,
             raise UserError(f"{out} already holds results of suite '{old.get('name')}'; pass --resume "
                             f"to continue it, or choose another --out")
         return new
+    if registry is not None and resume:
+        try:
+            old = load_suite(saved, registry).resolved()
+        except UserError:
+            pass  # compared as written: whatever differs is named below
     if old.get("name") != new["name"]:
         raise UserError(f"--resume: {out} holds results of a different suite (name {old.get('name')!r} there, "
                         f"{new['name']!r} in {suite.path}); choose another --out")
@@ -125,22 +134,26 @@ def _read_env(out: Path) -> dict:
 
 
 def load_data(suite: Suite, registry: Registry, device: torch.device, download: bool = True,
-              console: Console | None = None) -> DeviceData:
-    """The suite's data on the device, after checking the metrics can use it."""
+              console: Console | None = None, metrics: list[str] | None = None) -> DeviceData:
+    """The suite's data on the device, after checking its metrics (or ``metrics``) can use it."""
     dataset = registry.datasets[suite.dataset.name](suite.dataset_options)
     data = prepare(dataset, suite.dataset, device, download=download and suite.dataset.download)
-    errors, warnings = check_counts([registry.metrics[m] for m in suite.metrics], suite.evaluation, len(data.eval))
-    if errors:
-        raise UserError(*[f"{suite.path}: {e}" for e in errors])
-    check_extractor(suite, registry, data)
+    names = suite.metrics if metrics is None else metrics
+    problems, warnings = check_metrics([registry.metrics[m] for m in names], suite.metric_options,
+                                       suite.evaluation, len(data.eval), data.info)
+    if problems:
+        raise UserError(*[suite.where(suite.metric_path(name), f"metric '{name}': {p}")
+                          for name, found in problems.items() for p in found])
+    check_extractor(suite, registry, data, names)
     for warning in warnings:
         (console or messages.console(stderr=True)).print(messages.warning(warning))
     return data
 
 
-def check_extractor(suite: Suite, registry: Registry, data: DeviceData) -> None:
+def check_extractor(suite: Suite, registry: Registry, data: DeviceData, metrics=None) -> None:
     """Before anything trains: the sample metrics' feature extractor exists and is the pinned one."""
-    names = [m for m in (*suite.metrics, *suite.evaluation.curve_metrics) if registry.metrics[m].uses_samples]
+    metrics = suite.metrics if metrics is None else metrics
+    names = [m for m in (*metrics, *suite.evaluation.curve_metrics) if registry.metrics[m].uses_samples]
     if not names or suite.evaluation.feature_extractor != "domain":
         return
     spec = data.extractor
@@ -172,7 +185,7 @@ def run_suite(suite: Suite, registry: Registry, out: Path, device_name: str = "a
             files.remove_stale_temporaries(out)
             spec = registry.datasets[suite.dataset.name].extractor
             records = record.read_records(out)
-            resolved = check_out_dir(suite, out, resume, device, spec.sha256 if spec else None, records)
+            resolved = check_out_dir(suite, out, resume, device, spec.sha256 if spec else None, records, registry)
             done = {(r["label"], r["seed"], r.get("config_hash")): r for r in records if r["status"] == "ok"}
             try:
                 return _run_locked(suite, registry, out, device, done if resume else {}, console, resolved)
@@ -195,25 +208,14 @@ def _run_locked(suite: Suite, registry: Registry, out: Path, device: torch.devic
                   f"device {device}, budget {escape(str(suite.budget.limits()))}")
     record.write_text(out / "suite.yaml", yaml.safe_dump(resolved, sort_keys=False))
     record.write_json(out / "env.json", record.environment(device, registry.plugin_sources(), registry.warnings))
-    failed = 0
-    for i, run in enumerate(suite.runs, 1):
-        old = done.get((run.label, run.seed, suite.run_hash(run)))
-        if old is not None:
-            console.print(f"[dim]{i}/{len(suite.runs)} {escape(run.label)} seed {run.seed}: done already, skipped[/]")
-            _finish_figures(out, old, console)
-            continue
-        run_id = suite.run_id(run)
-        run_dir = out / "runs" / run_id
-        rec = execute_run(suite, run, run_id, run_dir, registry, data, device, console,
-                          f"{i}/{len(suite.runs)}")
-        failed += rec["status"] != "ok"
-        record.write_json(run_dir / record.RECORD, rec)
+    tracking = Tracking(suite, registry, console)
+    try:
+        failed = _runs(suite, registry, out, device, done, console, data, tracking, resolved)
         results = store.load(out)
-        report.write_tables(results)
-        if rec["status"] == "ok":
-            _report_step(console, "figures", lambda: report.draw_run(results, rec))
-    results = store.load(out)
-    _report_step(console, "report", lambda: report.build(results, redraw_runs=False))
+        _report_step(console, "report", lambda: report.build(results, redraw_runs=False))
+        tracking.emit("on_suite_end", out, suite_files(out))
+    finally:
+        tracking.close()  # also on Ctrl-C: trackers flush and mark open runs as stopped
     for warning in results.warnings:
         console.print(messages.warning(warning))
     board = results.board()
@@ -226,6 +228,39 @@ def _run_locked(suite: Suite, registry: Registry, out: Path, device: torch.devic
     if (out / "report.html").is_file():
         console.print(f"Report: {escape(str(out / 'report.html'))}")
     return 1 if failed else 0
+
+
+def _runs(suite: Suite, registry: Registry, out: Path, device: torch.device, done: dict[tuple, dict],
+          console: Console, data: DeviceData, tracking: Tracking, resolved: dict) -> int:
+    """Train, score and record every run not done yet; return how many failed."""
+    tracking.emit("on_suite_start", suite_info(suite, out, resolved))
+    failed = 0
+    for i, run in enumerate(suite.runs, 1):
+        old = done.get((run.label, run.seed, suite.run_hash(run)))
+        if old is not None:
+            console.print(f"[dim]{i}/{len(suite.runs)} {escape(run.label)} seed {run.seed}: done already, skipped[/]")
+            _finish_figures(out, old, console)
+            continue
+        run_id = suite.run_id(run)
+        run_dir = out / "runs" / run_id
+        info = run_info(suite, run, run_id, run_dir)
+        tracking.emit("on_run_start", info)
+        rec = execute_run(suite, run, run_id, run_dir, registry, data, device, console,
+                          f"{i}/{len(suite.runs)}", tracking, info)
+        failed += rec["status"] != "ok"
+        record.write_json(run_dir / record.RECORD, rec)
+        results = store.load(out)
+        report.write_tables(results)
+        if rec["status"] == "ok":
+            _report_step(console, "figures", lambda: report.draw_run(results, rec))
+        tracking.emit("on_run_end", info, rec, sorted(run_dir.glob("*.png")))
+    return failed
+
+
+def suite_files(out: Path) -> list[Path]:
+    """The suite's tables, report and comparison figures, as far as they exist."""
+    tables = [out / name for name in ("leaderboard.md", "results.csv", "results.json", "report.html")]
+    return [p for p in tables if p.is_file()] + sorted((out / report.FIGURES).glob("*.png"))
 
 
 def _finish_figures(out: Path, rec: dict, console: Console) -> None:
@@ -253,13 +288,18 @@ def _report_step(console: Console, what: str, fn) -> None:
 
 
 def execute_run(suite: Suite, run: RunSpec, run_id: str, run_dir: Path, registry: Registry,
-                data: DeviceData, device: torch.device, console: Console, counter: str) -> dict:
-    """Train and score one run; a failure becomes a record with status 'failed'."""
+                data: DeviceData, device: torch.device, console: Console, counter: str,
+                tracking: Tracking | None = None, info: RunInfo | None = None) -> dict:
+    """Train and score one run; a failure becomes a record with status 'failed'.
+
+    With ``tracking``, the loggers get the run's training losses and curve scores.
+    """
     rec = {"schema_version": schema.SCHEMA_VERSION, "run_id": run_id, "label": run.label, "model": run.model, "seed": run.seed,
            "options": run.options_dict(), "dataset": suite.dataset_dict(),
            "eval_split": data.eval_split, "batch_size": suite.batch_size,
            "budget": suite.budget.limits(), "config_hash": suite.run_hash(run),
            "metrics_requested": list(suite.metrics), "evaluation": as_dict(suite.evaluation),
+           "metric_options": metric_options_dict(suite),
            "device": str(device), "versions": record.versions(),
            "started": record.utc_now(), "status": "running"}
     metrics = [registry.metrics[m] for m in suite.metrics]
@@ -271,7 +311,7 @@ def execute_run(suite: Suite, run: RunSpec, run_id: str, run_dir: Path, registry
         score = None
         if suite.evaluation.curve_metrics:
             score = subset_evaluator(model, data, [registry.metrics[m] for m in suite.evaluation.curve_metrics],
-                                     suite.evaluation, run.seed)
+                                     suite.evaluation, run.seed, suite.metric_options)
         with _progress(console) as progress:
             task = progress.add_task(escape(f"{counter} {run.label} seed {run.seed}"), total=1.0, info="")
             def show(clock, losses):
@@ -279,7 +319,8 @@ def execute_run(suite: Suite, run: RunSpec, run_id: str, run_dir: Path, registry
                 progress.update(task, completed=clock.fraction(),
                                 info=f"step {clock.steps} {shown} | {clock.left()}")
             result = train(model, data, suite.budget.limits(), suite.batch_size, run.seed, show,
-                           score=score, score_every=suite.evaluation.curve_every)
+                           score=score, score_every=suite.evaluation.curve_every,
+                           on_log=_forward(tracking, "on_train_log", info), on_eval=_forward(tracking, "on_eval_log", info))
         rec.update(budget_used=result.used, stopped_by=result.stopped_by,
                    final_losses=result.final, history=result.history)
         if score is not None:
@@ -292,7 +333,7 @@ def execute_run(suite: Suite, run: RunSpec, run_id: str, run_dir: Path, registry
                         "optimizers": {k: o.state_dict() for k, o in model.optimizers.items()}}, buffer)
             files.write_bytes(run_dir / "model.pt", buffer.getvalue())
         started = time.perf_counter()
-        rec["metrics"], details = evaluate(model, data, metrics, suite.evaluation, run.seed)
+        rec["metrics"], details = evaluate(model, data, metrics, suite.evaluation, run.seed, suite.metric_options)
         rec["metric_errors"] = details.pop("errors", {})
         rec["metric_details"] = details
         for name, failure in rec["metric_errors"].items():
@@ -312,6 +353,18 @@ def execute_run(suite: Suite, run: RunSpec, run_id: str, run_dir: Path, registry
         console.print(f"  [red]failed[/]: {escape(rec['error'])} (traceback in {escape(str(run_dir / 'error.log'))})")
     rec["finished"] = record.utc_now()
     return rec
+
+
+def _forward(tracking: Tracking | None, event: str, info: RunInfo | None):
+    """A training-loop callback that sends each logged entry to the loggers (None without any)."""
+    if not tracking:
+        return None
+    return lambda entry: tracking.emit(event, info, entry["step"], {k: v for k, v in entry.items() if k != "step"})
+
+
+def metric_options_dict(suite: Suite) -> dict:
+    """The options of each metric that has some, as recorded."""
+    return {name: as_dict(o) for name, o in suite.metric_options.items() if o is not None}
 
 
 def _progress(console: Console) -> Progress:

@@ -30,14 +30,18 @@ class TrainResult:
 
 ProgressFn = Callable[[BudgetClock, dict[str, float]], None]
 ScoreFn = Callable[[], dict[str, float | None]]
+LogFn = Callable[[dict], None]
 
 
 def train(model: Model, data: DeviceData, limits: dict[str, float], batch_size: int, seed: int,
           progress: ProgressFn | None = None, refresh_seconds: float = 0.25,
-          score: ScoreFn | None = None, score_every: float = 1.0) -> TrainResult:
+          score: ScoreFn | None = None, score_every: float = 1.0,
+          on_log: LogFn | None = None, on_eval: LogFn | None = None) -> TrainResult:
     """Train ``model`` until the first budget limit is reached.
 
     ``score``, if given, is called every ``score_every`` epochs with the clock paused.
+    ``on_log`` receives each history entry and ``on_eval`` each score entry, also with
+    the clock paused (for the suite's loggers).
     """
     device = data.train.images.device
     generator = torch.Generator(device=device).manual_seed(seed)
@@ -75,6 +79,10 @@ def train(model: Model, data: DeviceData, limits: dict[str, float], batch_size: 
                     history.append({"step": clock.steps, "epoch": round(clock.epochs, 4),
                                     "seconds": round(clock.seconds, 3), **means})
                     window, window_steps = {}, 0
+                    if on_log is not None:
+                        clock.pause()
+                        on_log(dict(history[-1]))
+                        clock.start()
                 if progress is not None:
                     progress(clock, means)
                 last_refresh = now
@@ -84,6 +92,8 @@ def train(model: Model, data: DeviceData, limits: dict[str, float], batch_size: 
                 started = time.perf_counter()
                 evals.append({"step": clock.steps, "epoch": round(clock.epochs, 4),
                               "seconds": round(clock.seconds, 3), **score()})
+                if on_eval is not None:
+                    on_eval(dict(evals[-1]))
                 eval_seconds += time.perf_counter() - started
                 next_score += score_every
                 clock.start()

@@ -15,7 +15,7 @@ from ..results.store import Results
 from .leaderboard import header, md_escape
 from .report import csv_safe
 
-SETUP_KEYS = ("dataset", "budget", "seeds", "batch_size", "evaluation")
+SETUP_KEYS = ("dataset", "budget", "seeds", "batch_size", "evaluation", "metrics")
 
 
 def setup_differences(a: Results, b: Results) -> list[str]:

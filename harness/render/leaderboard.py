@@ -91,7 +91,7 @@ def build(records: list[dict], metrics: list[str], primary: str | None, title: s
 
 # Record fields that change a run's numbers, besides its seed: runs that differ in any
 # are never pooled into one mean, whatever their labels say.
-SETTINGS = ("model", "options", "dataset", "eval_split", "budget", "batch_size", "evaluation")
+SETTINGS = ("model", "options", "dataset", "eval_split", "budget", "batch_size", "evaluation", "metric_options")
 VERSIONS = ("genbench", "torch", "torchvision", "torch-fidelity", "numpy")
 
 

@@ -72,7 +72,9 @@ FIELDS: dict[str, Field] = {
     "config_hash": Field(False, _opt(_text(200)), "a string",
                          "SHA-256 of data set, budget, batch size, model, options and seed"),
     "metrics_requested": Field(False, _opt(_list_of(_text(64))), "a list of names", "the suite's metrics"),
-    "evaluation": Field(False, _opt(_mapping), "a mapping", "the evaluation settings"),
+    "evaluation": Field(False, _opt(_mapping), "a mapping", "the shared evaluation settings"),
+    "metric_options": Field(False, _opt(_mapping_of(_mapping)), "a mapping of mappings",
+                            "each metric's own options (metrics without options are absent)"),
     "device": Field(False, _opt(_text(200)), "a string", "cpu, cuda or cuda:N"),
     "versions": Field(False, _opt(_mapping_of(_plain)), "a mapping of strings", "python and package versions"),
     "started": Field(False, _opt(_text(64)), "a string", "UTC start time"),
@@ -98,6 +100,12 @@ FIELDS: dict[str, Field] = {
     "error": Field(False, _opt(_text()), "a string", "why a failed run failed (traceback in error.log)"),
     "rescored": Field(False, _opt(_mapping), "a mapping", "when `genbench rescore` last scored it, and what"),
 }
+
+
+def metric_names(entries) -> list[str]:
+    """The names in a suite.yaml's ``metrics:`` list (a name, or a mapping with a name), checked."""
+    names = [e.get("name") if isinstance(e, dict) else e for e in entries] if isinstance(entries, list) else []
+    return [n for n in names if isinstance(n, str) and _METRIC_NAME.fullmatch(n)]
 
 
 def check(data) -> str | None:

@@ -15,7 +15,7 @@ import yaml
 from ..engine import snapshot
 from ..errors import UserError
 from ..render import leaderboard
-from . import files, record
+from . import files, record, schema
 
 
 @dataclasses.dataclass
@@ -36,7 +36,7 @@ class Results:
 
     @property
     def metrics(self) -> list[str]:
-        return list(self.suite.get("metrics") or leaderboard.metric_info(self.records))
+        return schema.metric_names(self.suite.get("metrics")) or list(leaderboard.metric_info(self.records))
 
     @property
     def order(self) -> list[str]:
