@@ -86,6 +86,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("suite", metavar="SUITE", help="suite file (YAML)")
     run.add_argument("--out", metavar="DIR", help="output folder (default: results/<suite name>)")
     run.add_argument("--device", default="auto", help="auto (CUDA if present, else CPU), cpu, cuda or cuda:N")
+    run.add_argument("--threads", type=int, metavar="N",
+                     help="torch's CPU thread count (default: torch's, one per core); give each of several "
+                          "side-by-side jobs 1")
     run.add_argument("--resume", action="store_true",
                      help="skip runs whose record exists for the same configuration")
     run.set_defaults(func=cmd_run)
@@ -164,7 +167,9 @@ def cmd_run(args, registry) -> int:
     suite = load_suite(args.suite, registry)
     _suite_warnings(suite)
     out = Path(args.out) if args.out else Path("results") / slug(suite.name)
-    return run_suite(suite, registry, out, args.device, args.resume)
+    if args.threads is not None and not 1 <= args.threads <= 1024:
+        raise UserError(f"--threads {args.threads}: give a number of threads from 1 to 1024")
+    return run_suite(suite, registry, out, args.device, args.resume, threads=args.threads)
 
 
 def _suite_warnings(suite) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+from collections.abc import Hashable
 from typing import ClassVar
 
 import torch
@@ -159,6 +160,17 @@ class Model(nn.Module):
         floats, lets the harness avoid a device sync on every step.
         """
         raise NotImplementedError
+
+    def step_cost_key(self, step: Step) -> Hashable:
+        """What, besides the batch size, makes two training steps cost different FLOPs.
+
+        The harness counts a step's FLOPs (for ``budget: {flops: N}`` and the recorded
+        FLOP/s) once for each distinct (batch size, key) and reuses the count. The default,
+        None, says every step of a batch size does the same work; override it if
+        ``train_step`` does different work on different steps, e.g. return
+        ``step.step % 5 == 0`` for a critic updated five times per generator update.
+        """
+        return None
 
     # Capability methods: implement those you declare. Inputs and outputs are on the
     # model's device; images are floats in [0, 1] with shape (N, C, H, W).

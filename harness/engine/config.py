@@ -42,7 +42,10 @@ class DatasetConfig:
 
 @dataclasses.dataclass(frozen=True)
 class BudgetConfig:
-    seconds: Optional[float] = option(None, "training wall-clock seconds (evaluation excluded)")
+    seconds: Optional[float] = option(None, "training wall-clock seconds (evaluation excluded); means "
+                                      "'on this machine, at this load'")
+    flops: Optional[float] = option(None, "floating-point operations of training (matmuls and convolutions, "
+                                    "forward and backward); the same on every machine, e.g. 5e12")
     steps: Optional[int] = option(None, "optimisation steps")
     epochs: Optional[float] = option(None, "passes over the training split")
 
@@ -291,7 +294,7 @@ def _check_budget(budget: BudgetConfig | None, errors: list) -> None:
         return
     limits = budget.limits()
     if not limits:
-        errors.append((("budget",), "give at least one of seconds, steps or epochs"))
+        errors.append((("budget",), "give at least one of flops, steps, epochs or seconds"))
     for key, value in limits.items():
         if not math.isfinite(value) or value <= 0:  # YAML's .nan and .inf would never end training
             errors.append((("budget", key), f"must be a finite number greater than 0, got {value}"))

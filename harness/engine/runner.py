@@ -24,7 +24,7 @@ from ..api.options import as_dict
 from ..errors import UserError, shown
 from ..render import figures, leaderboard, report
 from ..results import files, record, schema, store
-from . import snapshot
+from . import snapshot, speed
 from .config import RunSpec, Suite, load_suite
 from .data import DeviceData, prepare
 from .evaluate import check_metrics, evaluate, subset_evaluator
@@ -139,6 +139,9 @@ def load_data(suite: Suite, registry: Registry, device: torch.device, download: 
     dataset = registry.datasets[suite.dataset.name](suite.dataset_options)
     data = prepare(dataset, suite.dataset, device, download=download and suite.dataset.download)
     names = suite.metrics if metrics is None else metrics
+    too_small = speed.check_flop_budget(suite, registry, data)
+    if too_small:
+        raise UserError(*[suite.where(path, message) for path, message in too_small])
     problems, warnings = check_metrics([registry.metrics[m] for m in names], suite.metric_options,
                                        suite.evaluation, len(data.eval), data.info)
     if problems:
@@ -169,12 +172,15 @@ def check_extractor(suite: Suite, registry: Registry, data: DeviceData, metrics=
 
 
 def run_suite(suite: Suite, registry: Registry, out: Path, device_name: str = "auto",
-              resume: bool = False, console: Console | None = None) -> int:
+              resume: bool = False, console: Console | None = None, threads: int | None = None) -> int:
     """Run every run of ``suite`` into ``out``; return the exit status (1 if any run failed).
 
     The folder is locked for the whole suite, checked writable before the data is
-    loaded, and left resumable whatever stops the suite.
+    loaded, and left resumable whatever stops the suite. ``threads`` sets torch's
+    intra-op thread count (recorded with every run).
     """
+    if threads is not None:
+        torch.set_num_threads(threads)
     console = console or messages.console()
     out = Path(out)
     device = pick_device(device_name)
@@ -207,10 +213,13 @@ def _run_locked(suite: Suite, registry: Registry, out: Path, device: torch.devic
                   f"({len(data.train)} train / {len(data.eval)} {data.eval_split} images), "
                   f"device {device}, budget {escape(str(suite.budget.limits()))}")
     record.write_text(out / "suite.yaml", yaml.safe_dump(resolved, sort_keys=False))
-    record.write_json(out / "env.json", record.environment(device, registry.plugin_sources(), registry.warnings))
+    env = record.environment(device, registry.plugin_sources(), registry.warnings)
+    env["matmul_flops_per_second"] = round(speed.matmul_peak(device))  # the yardstick of each run's FLOP/s
+    record.write_json(out / "env.json", env)
     tracking = Tracking(suite, registry, console)
     try:
-        failed = _runs(suite, registry, out, device, done, console, data, tracking, resolved)
+        failed = _runs(suite, registry, out, device, done, console, data, tracking, resolved,
+                       env["matmul_flops_per_second"])
         results = store.load(out)
         _report_step(console, "report", lambda: report.build(results, redraw_runs=False))
         tracking.emit("on_suite_end", out, suite_files(out))
@@ -231,10 +240,13 @@ def _run_locked(suite: Suite, registry: Registry, out: Path, device: torch.devic
 
 
 def _runs(suite: Suite, registry: Registry, out: Path, device: torch.device, done: dict[tuple, dict],
-          console: Console, data: DeviceData, tracking: Tracking, resolved: dict) -> int:
+          console: Console, data: DeviceData, tracking: Tracking, resolved: dict, peak: float) -> int:
     """Train, score and record every run not done yet; return how many failed."""
     tracking.emit("on_suite_start", suite_info(suite, out, resolved))
     failed = 0
+    fastest: dict[str, float] = {}  # label -> best images/s so far, to spot a crowded-out run
+    for rec in done.values():
+        _note_speed(fastest, rec)
     for i, run in enumerate(suite.runs, 1):
         old = done.get((run.label, run.seed, suite.run_hash(run)))
         if old is not None:
@@ -248,6 +260,13 @@ def _runs(suite: Suite, registry: Registry, out: Path, device: torch.device, don
         rec = execute_run(suite, run, run_id, run_dir, registry, data, device, console,
                           f"{i}/{len(suite.runs)}", tracking, info)
         failed += rec["status"] != "ok"
+        if rec["status"] == "ok":
+            reasons = speed.judge(rec, peak, fastest.get(run.label), suite.budget.limits())
+            if reasons:
+                console.print(messages.warning(f"{run.label} seed {run.seed} looks contended: {'; '.join(reasons)}. "
+                                               f"Under a seconds budget its scores reflect the load; {speed.HINT}"),
+                              soft_wrap=True)
+            _note_speed(fastest, rec)
         record.write_json(run_dir / record.RECORD, rec)
         results = store.load(out)
         report.write_tables(results)
@@ -255,6 +274,12 @@ def _runs(suite: Suite, registry: Registry, out: Path, device: torch.device, don
             _report_step(console, "figures", lambda: report.draw_run(results, rec))
         tracking.emit("on_run_end", info, rec, sorted(run_dir.glob("*.png")))
     return failed
+
+
+def _note_speed(fastest: dict[str, float], rec: dict) -> None:
+    ips = (rec.get("throughput") or {}).get("images_per_second")
+    if isinstance(ips, (int, float)) and not rec.get("contended"):
+        fastest[rec["label"]] = max(fastest.get(rec["label"], 0.0), float(ips))
 
 
 def suite_files(out: Path) -> list[Path]:
@@ -322,7 +347,8 @@ def execute_run(suite: Suite, run: RunSpec, run_id: str, run_dir: Path, registry
                            score=score, score_every=suite.evaluation.curve_every,
                            on_log=_forward(tracking, "on_train_log", info), on_eval=_forward(tracking, "on_eval_log", info))
         rec.update(budget_used=result.used, stopped_by=result.stopped_by,
-                   final_losses=result.final, history=result.history)
+                   final_losses=result.final, history=result.history, throughput=result.throughput,
+                   step_flops=result.step_flops)
         if score is not None:
             rec.update(eval_history=result.eval_history, curve_seconds=result.eval_seconds,
                        curve_images=min(suite.evaluation.curve_images, len(data.eval)))

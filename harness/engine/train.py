@@ -8,8 +8,10 @@ import time
 from collections.abc import Callable
 
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 from ..api.model import Model, Step
+from . import speed
 from .budget import BudgetClock
 from .data import DeviceData
 
@@ -26,6 +28,8 @@ class TrainResult:
     final: dict[str, float]      # the last window's losses
     eval_history: list[dict] = dataclasses.field(default_factory=list)  # scores during training
     eval_seconds: float = 0.0    # time spent on them (not on the budget clock)
+    throughput: dict = dataclasses.field(default_factory=dict)  # speed and how the machine was loaded
+    step_flops: list[dict] = dataclasses.field(default_factory=list)  # each distinct step's counted FLOPs
 
 
 ProgressFn = Callable[[BudgetClock, dict[str, float]], None]
@@ -56,13 +60,22 @@ def train(model: Model, data: DeviceData, limits: dict[str, float], batch_size: 
     stopped_by = None
     evals: list[dict] = []
     eval_seconds, next_score = 0.0, score_every
+    costs: dict = {}
+    load_start = speed.load()
     model.train()
     clock.start()
     epoch = 0
     while stopped_by is None:
         for batch in data.batches(batch_size, generator):
-            losses = model.train_step(batch, Step(clock.steps, epoch, clock.epochs))
-            clock.tick(len(batch.x))
+            step = Step(clock.steps, epoch, clock.epochs)
+            key = (len(batch.x), model.step_cost_key(step))
+            if key in costs:
+                losses = model.train_step(batch, step)
+            else:  # counted once per kind of step: the counter slows the step it watches
+                with FlopCounterMode(display=False) as counter:
+                    losses = model.train_step(batch, step)
+                costs[key] = int(counter.get_total_flops())
+            clock.tick(len(batch.x), costs[key])
             # Sum as tensors: converting to float here would sync the GPU every step.
             for key, value in losses.items():
                 window[key] = window[key] + value.detach() if key in window else value.detach()
@@ -103,7 +116,9 @@ def train(model: Model, data: DeviceData, limits: dict[str, float], batch_size: 
             epoch += 1
     clock.pause()
     final = {k: v for k, v in history[-1].items() if k not in ("step", "epoch", "seconds")}
-    return TrainResult(clock.used(), stopped_by, history, final, evals, round(eval_seconds, 3))
+    step_flops = [{"batch_size": size, "key": repr(kind), "flops": flops} for (size, kind), flops in costs.items()]
+    return TrainResult(clock.used(), stopped_by, history, final, evals, round(eval_seconds, 3),
+                       speed.throughput(clock, device, load_start, speed.load()), step_flops)
 
 
 def _sync(device: torch.device) -> None:

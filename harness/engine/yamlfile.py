@@ -9,6 +9,8 @@ refused past a limit before anything walks it.
 
 from __future__ import annotations
 
+import re
+
 import yaml
 
 MAX_FILE_BYTES = 1024 * 1024
@@ -19,13 +21,22 @@ class TooLarge(ValueError):
     """The file is larger, expanded, than a suite file may be."""
 
 
+class Loader(yaml.SafeLoader):
+    """SafeLoader that also reads ``1e-3`` and ``5e12`` as numbers (YAML 1.2 does; PyYAML's
+    YAML 1.1 resolver wants a dot and a signed exponent, and gives strings)."""
+
+
+Loader.add_implicit_resolver("tag:yaml.org,2002:float", re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+                             list("-+0123456789"))
+
+
 def parse(text: str):
     """The file's data and a line map, after bounding the work that aliases can multiply.
 
     The node graph is composed once (aliases share nodes, so this is cheap); its size
     with every alias expanded is counted with memoisation before anything walks it.
     """
-    loader = yaml.SafeLoader(text)
+    loader = Loader(text)
     try:
         node = loader.get_single_node()
         if node is None:

@@ -18,6 +18,9 @@ from tabulate import tabulate
 from ..results import stats
 
 TIE_MARK = "†"
+CONTENDED_MARK = "‡"
+CONTENDED_HINT = ("under a seconds budget its scores reflect the machine's load: give side-by-side jobs one "
+                  "thread each (--threads 1), use a flops or steps budget, or run on a quiet machine")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,6 +44,9 @@ class Row:
     train_steps: float
     cells: dict[str, Cell]
     runs: list[dict] = dataclasses.field(default_factory=list, repr=False)  # by seed
+    images_per_second: float = math.nan
+    peak_fraction: float = math.nan  # achieved FLOP/s over the device's matmul FLOP/s
+    contended: int = 0               # runs flagged as crowded out under a seconds budget
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,10 +84,16 @@ def build(records: list[dict], metrics: list[str], primary: str | None, title: s
     rows = []
     for label, runs in groups.items():
         used = [r.get("budget_used") or {} for r in runs]
+        speed = [r.get("throughput") or {} for r in runs]
+        crowded = [r for r in runs if r.get("contended")]
+        if crowded:
+            notes.append(f"{CONTENDED_MARK} {label}: {len(crowded)} of {len(runs)} runs contended "
+                         f"({crowded[0]['contended'][0]}); {CONTENDED_HINT}")
         rows.append(Row(label, runs[0]["model"], len(runs), runs[0].get("options") or {},
                         _mean(u.get("seconds") for u in used), _mean(u.get("steps") for u in used),
                         {m: Cell(summaries[label][m], *marks[m].get(label, (False, False))) for m in metrics},
-                        runs))
+                        runs, _mean(s.get("images_per_second") for s in speed),
+                        _mean(s.get("peak_fraction") for s in speed), len(crowded)))
     if primary in metrics:
         sign = -1 if info.get(primary, {}).get("higher_is_better") else 1
         rows.sort(key=lambda r: (math.isnan(r.cells[primary].summary.mean),
@@ -175,7 +187,9 @@ def legend(board: Board, markup: str = "md") -> str:
     best = {"md": "**bold**", "html": "<strong>bold</strong>", "plain": "bold"}[markup]
     return (f"Mean ± 95% confidence half-width over {n} seeds (t-distribution); ↓ lower is better, "
             f"↑ higher is better; {best}: best in its column; {TIE_MARK} statistically tied with the best "
-            f"(Welch's t-test, p ≥ {stats.ALPHA}); - not applicable.")
+            f"(Welch's t-test, p ≥ {stats.ALPHA}); - not applicable; img/s: training images per second; "
+            f"% peak: achieved FLOP/s as a share of the device's matrix-product FLOP/s"
+            + (f"; {CONTENDED_MARK} contended (see the notes)." if any(r.contended for r in board.rows) else "."))
 
 
 def md_escape(text) -> str:
@@ -196,15 +210,21 @@ def table_rows(board: Board, metrics: list[str] | None = None, bold=("**", "**")
         for m in metrics:
             cell = row.cells[m]
             cells.append(f"{bold[0]}{cell.text()}{bold[1]}" if cell.best else cell.text())
-        out.append([str(i + 1), text(row.label), text(row.model), str(row.seeds), *cells,
-                    f"{row.train_seconds:.1f}", f"{row.train_steps:.0f}"])
+        label = text(row.label) + (f" {CONTENDED_MARK}" if row.contended else "")
+        out.append([str(i + 1), label, text(row.model), str(row.seeds), *cells,
+                    f"{row.train_seconds:.1f}", f"{row.train_steps:.0f}", _number(row.images_per_second, "{:,.0f}"),
+                    _number(row.peak_fraction, "{:.1%}")])
     return out
+
+
+def _number(value: float, fmt: str) -> str:
+    return "-" if math.isnan(value) else fmt.format(value)
 
 
 def table_headers(board: Board, metrics: list[str] | None = None, unit: bool = True) -> list[str]:
     metrics = board.metrics if metrics is None else metrics
     return ["#", "configuration", "model", "seeds", *[header(m, board.info, unit) for m in metrics],
-            "train s", "steps"]
+            "train s", "steps", "img/s", "% peak"]
 
 
 def markdown(board: Board) -> str:
@@ -228,7 +248,7 @@ def units_caption(metrics: list[str], info: dict) -> str:
 
 def rich_table(board: Board, width: int = 100) -> Table:
     """The leaderboard for a terminal: as many metrics as fit ``width``, in suite order."""
-    shown, used = [], 40  # configuration, seeds, train s, steps and borders
+    shown, used = [], 56  # configuration, seeds, train s, steps, img/s, % peak and borders
     for m in board.metrics:
         cell = max(len(header(m, board.info, unit=False)), *(len(r.cells[m].text()) for r in board.rows)) + 3
         if shown and used + cell > width:

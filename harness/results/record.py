@@ -115,6 +115,10 @@ def results_frame(records: list[dict]) -> pd.DataFrame:
         row.update(r.get("metrics") or {})
         for key, value in (r.get("budget_used") or {}).items():
             row[f"train_{key}"] = value
+        speed = r.get("throughput") or {}
+        for key in ("images_per_second", "flops_per_second", "peak_fraction", "cpu_share", "threads"):
+            row[key] = speed.get(key)
+        row["contended"] = "; ".join(r.get("contended") or [])
         row.update(stopped_by=r.get("stopped_by"), eval_seconds=r.get("eval_seconds"),
                    dataset=(r.get("dataset") or {}).get("name"), eval_split=r.get("eval_split"),
                    device=r.get("device"), config_hash=r.get("config_hash"), error=r.get("error"))

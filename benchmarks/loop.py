@@ -1,0 +1,127 @@
+"""How fast is genbench's training loop? (issue 11, item 6; not a test: run it by hand)
+
+The same dense VAE (784-400-20, batch 128, Adam 1e-3) trains for one epoch of
+Fashion-MNIST's 60,000 images, alternately by genbench's loop (the built-in ``vae``
+plugin through ``genbench.engine.train``) and by a plain PyTorch loop over
+``DataLoader(TensorDataset)`` with sigmoid + BCE, for several repetitions in one process.
+It prints the median images/s of each, their ratio, and the bound set by the step's
+matrix products timed alone (forward, grad-input and grad-weight of every layer).
+
+    GENBENCH_DATA=../shared/data .venv/bin/python benchmarks/loop.py [--repeats 7] [--threads N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from genbench.api.dataset import to_float
+from genbench.engine.config import DatasetConfig
+from genbench.engine.data import prepare
+from genbench.engine.pluginmanager import get_registry
+from genbench.engine.train import train
+
+HIDDEN, LATENT, BATCH, PIXELS = 400, 20, 128, 784
+
+
+class PlainVAE(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.enc = nn.Linear(PIXELS, HIDDEN)
+        self.mean, self.logvar = nn.Linear(HIDDEN, LATENT), nn.Linear(HIDDEN, LATENT)
+        self.dec1, self.dec2 = nn.Linear(LATENT, HIDDEN), nn.Linear(HIDDEN, PIXELS)
+
+    def forward(self, x):
+        h = F.relu(self.enc(x))
+        mean, logvar = self.mean(h), self.logvar(h)
+        z = mean + torch.randn_like(mean) * (0.5 * logvar).exp()
+        return torch.sigmoid(self.dec2(F.relu(self.dec1(z)))), mean, logvar
+
+
+def plain_epoch(images: torch.Tensor, seed: int) -> float:
+    """One epoch the way a hand-written script does it; returns images/s."""
+    torch.manual_seed(seed)
+    model = PlainVAE()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    loader = DataLoader(TensorDataset(images), batch_size=BATCH, shuffle=True)
+    started = time.perf_counter()
+    for (x,) in loader:
+        recon, mean, logvar = model(x)
+        bce = F.binary_cross_entropy(recon, x, reduction="sum")
+        kl = -0.5 * torch.sum(1 + logvar - mean.pow(2) - logvar.exp())
+        loss = (bce + kl) / len(x)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return len(images) / (time.perf_counter() - started)
+
+
+def genbench_epoch(registry, data, seed: int) -> float:
+    cls = registry.models["vae"]
+    torch.manual_seed(seed)
+    model = cls(cls.Options(hidden_dim=HIDDEN, latent_dim=LATENT), data.info)
+    model.optimizers = model.configure_optimizers()
+    result = train(model, data, {"epochs": 1}, BATCH, seed)
+    return result.used["images"] / result.used["seconds"]
+
+
+def matmul_bound(repeats: int = 50) -> tuple[float, float]:
+    """Images/s if a step cost only its matrix products, and their FLOP/s."""
+    layers = [(PIXELS, HIDDEN), (HIDDEN, 2 * LATENT), (LATENT, HIDDEN), (HIDDEN, PIXELS)]
+    g = torch.Generator().manual_seed(0)
+    work = []
+    for i, (m, n) in enumerate(layers):
+        x, w, gy = (torch.randn(BATCH, m, generator=g), torch.randn(n, m, generator=g),
+                    torch.randn(BATCH, n, generator=g))
+        work.append(lambda x=x, w=w: x @ w.t())         # forward
+        if i:                                            # the first layer needs no input gradient
+            work.append(lambda gy=gy, w=w: gy @ w)       # grad-input
+        work.append(lambda gy=gy, x=x: gy.t() @ x)       # grad-weight
+    flops = sum(2 * BATCH * m * n for m, n in layers) * 3 - 2 * BATCH * PIXELS * HIDDEN
+    for fn in work:
+        fn()
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        for fn in work:
+            fn()
+        times.append(time.perf_counter() - started)
+    step = statistics.median(times)
+    return BATCH / step, flops / step
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--threads", type=int)
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    registry = get_registry()
+    data = prepare(registry.datasets["fashion_mnist"](), DatasetConfig(name="fashion_mnist"), torch.device("cpu"),
+                   download=False)
+    images = to_float(data.train.images).flatten(1)
+    ours, plain = [], []
+    genbench_epoch(registry, data, 99)  # warm-up: allocator, kernels, first FLOP count
+    plain_epoch(images, 99)
+    for rep in range(args.repeats):
+        ours.append(genbench_epoch(registry, data, rep))
+        plain.append(plain_epoch(images, rep))
+        print(f"repetition {rep + 1}: genbench {ours[-1]:,.0f} images/s, plain {plain[-1]:,.0f} images/s", flush=True)
+    bound, flops = matmul_bound()
+    a, b = statistics.median(ours), statistics.median(plain)
+    print(f"\ntorch {torch.__version__}, {torch.get_num_threads()} threads, {args.repeats} repetitions, medians:")
+    print(f"  genbench loop      {a:>9,.0f} images/s")
+    print(f"  plain loop         {b:>9,.0f} images/s")
+    print(f"  ratio              {a / b:>9.2f}x")
+    print(f"  matmul bound       {bound:>9,.0f} images/s ({flops / 1e9:.0f} GFLOP/s); genbench at {a / bound:.0%}")
+
+
+if __name__ == "__main__":
+    main()
