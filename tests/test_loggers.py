@@ -174,3 +174,15 @@ def test_mlflow_holds_params_metrics_per_step_scores_and_figures(synthetic_datas
     figures = {a.path for a in client.list_artifacts(run.info.run_id, "figures")}
     assert figures == {f"figures/{p.name}" for p in (out / "runs" / rec["run_id"]).glob("*.png")}
     assert "report.html" in {a.path for a in client.list_artifacts(suite.info.run_id)}
+
+
+def test_rescore_needs_no_logger_the_suite_once_used(recorder, write_suite, tmp_path):
+    from genbench.engine import pluginmanager
+
+    out = tmp_path / "out"
+    assert main(["run", str(write_suite(SUITE.format(loggers="[recorder]"))), "--out", str(out)]) == 0
+    pluginmanager.pm.unregister(name="mock_recorder")  # the tracker's package uninstalled since
+    pluginmanager.pm.register(type("Empty", (), {})(), name="mock_recorder")  # the fixture unregisters it
+    before = _record(out)["metrics"]
+    assert main(["rescore", str(out)]) == 0
+    assert _record(out)["metrics"] == before

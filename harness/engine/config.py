@@ -180,8 +180,12 @@ def config_hash(config: dict) -> str:
     return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()
 
 
-def load_suite(path: str | Path, registry: Registry) -> Suite:
-    """Read, validate and expand a suite file; raise ConfigErrors listing every problem."""
+def load_suite(path: str | Path, registry: Registry, loggers: bool = True) -> Suite:
+    """Read, validate and expand a suite file; raise ConfigErrors listing every problem.
+
+    ``loggers=False`` leaves the ``loggers:`` entry out (unchecked): for commands that
+    train nothing, such as rescore, a tracker uninstalled since must not stand in the way.
+    """
     path = Path(path)
     name = str(path)
     if not path.is_file():
@@ -206,6 +210,8 @@ def load_suite(path: str | Path, registry: Registry) -> Suite:
         raise ConfigErrors(f"{name}: {err}") from None
     errors: list[tuple[tuple, str]] = []
     warnings: list[tuple[tuple, str]] = []
+    if not loggers and isinstance(data, dict):
+        data.pop("loggers", None)
     suite = _validate(data, registry, errors, warnings)
     if errors:
         raise ConfigErrors(*[_format(name, p, m, lines) for p, m in errors])

@@ -32,7 +32,7 @@ def rescore(out: Path, registry: Registry, metrics: list[str] | None = None, sui
     """Re-evaluate every finished run that kept its model.pt; return the exit status."""
     console = console or messages.console()
     out = Path(out)
-    suite = load_suite(suite_path or out / "suite.yaml", registry)
+    suite = load_suite(suite_path or out / "suite.yaml", registry, loggers=False)
     names = list(metrics) if metrics else list(suite.metrics)
     unknown = [m for m in names if m not in registry.metrics]
     if unknown:

@@ -87,7 +87,7 @@ def check_out_dir(suite: Suite, out: Path, resume: bool, device: torch.device,
         return new
     if registry is not None and resume:
         try:
-            old = load_suite(saved, registry).resolved()
+            old = load_suite(saved, registry, loggers=False).resolved()
         except UserError:
             pass  # compared as written: whatever differs is named below
     if old.get("name") != new["name"]:
