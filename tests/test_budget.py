@@ -62,19 +62,21 @@ def test_a_steps_flops_are_counted_once_per_kind_of_step_and_match_a_hand_count(
     assert result.used["flops"] == 4 * counted[128] + 2 * counted[44]  # 2 epochs of 128 + 128 + 44
 
 
-def test_a_gan_step_counts_both_of_its_networks():
+def test_a_gan_step_counts_both_of_its_networks_and_both_updates():
     reg = get_registry()
     data = tiny_data(n=64)
     cls = reg.models["gan"]
-    model = cls(cls.Options(), data.info)
+    model = cls(cls.Options(latent_dim=64, hidden_dim=256), data.info)
     model.optimizers = model.configure_optimizers()
     batch = next(data.batches(64, torch.Generator().manual_seed(0)))
-    g_params = sum(p.numel() for p in model.generator.parameters() if p.dim() == 2)
-    d_params = sum(p.numel() for p in model.discriminator.parameters() if p.dim() == 2)
-    cost = speed.one_step_flops(model, batch)
-    # generator forward, discriminator on real, fake (twice) and their backwards: at least
-    # the forward passes of both networks, and far more than either alone
-    assert cost > 2 * 64 * (g_params + 3 * d_params)
+    # By hand, B = 64: G forward; D forward on real, detached fake and fake; the D update's
+    # backward twice (no input gradient at D's first layer); the G update's backward through
+    # D (inputs and weights) and G (no input gradient at G's first layer).
+    b, z, h, d = 64, 64, 256, 784
+    g = 2 * b * (z * h + h * 2 * h + 2 * h * d)
+    dis = 2 * b * (d * 2 * h + 2 * h * h + h * 1)
+    expected = 3 * g - 2 * b * z * h + 9 * dis - 2 * (2 * b * d * 2 * h)
+    assert speed.one_step_flops(model, batch) == expected
 
 
 def test_a_flop_budget_gives_the_same_steps_and_scores_whatever_the_threads_or_load(write_suite, tmp_path):

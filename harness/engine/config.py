@@ -138,11 +138,15 @@ class Suite:
 
     def metrics_resolved(self) -> list:
         """The metrics as written back: a name, or a mapping with every option filled in."""
-        out = []
-        for name in self.metrics:
-            chosen = self.metric_options.get(name)
-            out.append(name if chosen is None else {"name": name, **opt.as_dict(chosen)})
-        return out
+        return [metric_entry(name, self.metric_options.get(name)) for name in self.metrics]
+
+    def options_of(self, metric) -> Any:
+        """A metric's options as the suite sets them; its defaults if the suite does not list it."""
+        return self.metric_options.get(metric.name) or metric.default_options()
+
+    def metric_options_dict(self) -> dict:
+        """The options of each listed metric that has some, as a record keeps them."""
+        return {name: opt.as_dict(o) for name, o in self.metric_options.items() if o is not None}
 
     def dataset_dict(self) -> dict:
         dataset = opt.as_dict(self.dataset)
@@ -174,6 +178,11 @@ class Suite:
 
     def run_id(self, run: RunSpec) -> str:
         return f"{slug(run.label)}-seed{run.seed}-{self.run_hash(run)[:8]}"
+
+
+def metric_entry(name: str, options: Any) -> str | dict:
+    """One entry of a resolved ``metrics:`` list: the name, or a mapping with its options."""
+    return name if options is None else {"name": name, **opt.as_dict(options)}
 
 
 def config_hash(config: dict) -> str:

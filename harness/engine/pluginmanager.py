@@ -167,11 +167,16 @@ def get_registry() -> Registry:
     return reg
 
 
-def _check_model(cls: Any) -> str:
-    if not (inspect.isclass(cls) and issubclass(cls, Model)):
-        raise TypeError(f"{cls!r} is not a subclass of genbench.Model")
+def _check_class(cls: Any, base: type) -> None:
+    """A registered class: a subclass of ``base`` with a valid name and frozen Options."""
+    if not (inspect.isclass(cls) and issubclass(cls, base)):
+        raise TypeError(f"{cls!r} is not a subclass of genbench.{base.__name__}")
     _check_name(cls.name, cls)
     _check_options(cls.Options, cls)
+
+
+def _check_model(cls: Any) -> str:
+    _check_class(cls, Model)
     try:
         missing = missing_methods(cls)
     except ValueError as err:  # not a Capability
@@ -184,10 +189,7 @@ def _check_model(cls: Any) -> str:
 
 
 def _check_dataset(cls: Any) -> str:
-    if not (inspect.isclass(cls) and issubclass(cls, Dataset)):
-        raise TypeError(f"{cls!r} is not a subclass of genbench.Dataset")
-    _check_name(cls.name, cls)
-    _check_options(cls.Options, cls)
+    _check_class(cls, Dataset)
     return cls.name
 
 
@@ -198,10 +200,7 @@ def _check_metric(metric: Any) -> str:
 
 
 def _check_logger(cls: Any) -> str:
-    if not (inspect.isclass(cls) and issubclass(cls, Logger)):
-        raise TypeError(f"{cls!r} is not a subclass of genbench.Logger")
-    _check_name(cls.name, cls)
-    _check_options(cls.Options, cls)
+    _check_class(cls, Logger)
     if not (isinstance(cls.requires, tuple) and all(isinstance(m, str) for m in cls.requires)):
         raise TypeError(f"{cls.__name__}.requires must be a tuple of module names")
     return cls.name

@@ -21,7 +21,7 @@ from ..api import options
 from ..errors import UserError
 from ..render import report
 from ..results import files, record, store
-from .config import Suite, load_suite
+from .config import Suite, load_suite, metric_entry
 from .evaluate import evaluate
 from .pluginmanager import Registry
 from .runner import load_data, pick_device
@@ -88,8 +88,7 @@ def _update(rec: dict, scores: dict, details: dict, metrics, suite: Suite, secon
     rec["metric_info"] = {**(rec.get("metric_info") or {}), **{m.name: m.info() for m in metrics}}
     rec["evaluation"] = options.as_dict(suite.evaluation)
     rec["metric_options"] = {**(rec.get("metric_options") or {}),
-                             **{m.name: options.as_dict(suite.metric_options.get(m.name) or m.default_options())
-                                for m in metrics if m.Options is not None}}
+                             **{m.name: options.as_dict(suite.options_of(m)) for m in metrics if m.Options is not None}}
     rec["rescored"] = {"at": record.utc_now(), "metrics": list(scores),
                        "eval_seconds": round(seconds, 3)}
 
@@ -100,8 +99,7 @@ def _save_suite(out: Path, suite: Suite, metrics: list) -> None:
     old = resolved.get("metrics") if isinstance(resolved.get("metrics"), list) else []
     entries = {(e.get("name") if isinstance(e, dict) else e): e for e in old}
     for metric in metrics:  # as rescored: with the options used now
-        chosen = suite.metric_options.get(metric.name) or metric.default_options()
-        entries[metric.name] = metric.name if chosen is None else {"name": metric.name, **options.as_dict(chosen)}
+        entries[metric.name] = metric_entry(metric.name, suite.options_of(metric))
     resolved["metrics"] = list(entries.values())
     resolved["evaluation"] = options.as_dict(suite.evaluation)
     record.write_text(out / "suite.yaml", yaml.safe_dump(resolved, sort_keys=False))

@@ -324,7 +324,7 @@ def execute_run(suite: Suite, run: RunSpec, run_id: str, run_dir: Path, registry
            "eval_split": data.eval_split, "batch_size": suite.batch_size,
            "budget": suite.budget.limits(), "config_hash": suite.run_hash(run),
            "metrics_requested": list(suite.metrics), "evaluation": as_dict(suite.evaluation),
-           "metric_options": metric_options_dict(suite),
+           "metric_options": suite.metric_options_dict(),
            "device": str(device), "versions": record.versions(),
            "started": record.utc_now(), "status": "running"}
     metrics = [registry.metrics[m] for m in suite.metrics]
@@ -386,11 +386,6 @@ def _forward(tracking: Tracking | None, event: str, info: RunInfo | None):
     if not tracking:
         return None
     return lambda entry: tracking.emit(event, info, entry["step"], {k: v for k, v in entry.items() if k != "step"})
-
-
-def metric_options_dict(suite: Suite) -> dict:
-    """The options of each metric that has some, as recorded."""
-    return {name: as_dict(o) for name, o in suite.metric_options.items() if o is not None}
 
 
 def _progress(console: Console) -> Progress:

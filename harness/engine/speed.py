@@ -80,12 +80,18 @@ def judge(rec: dict, peak: float | None, best_before: float | None, limits: dict
     return reasons
 
 
-def one_step_flops(model, batch: Batch) -> int:
-    """FLOPs of one ``train_step`` (matrix products and convolutions, forward and backward,
-    as torch's FlopCounterMode counts them; the optimizer's element-wise updates are not)."""
+def counted_step(model, batch: Batch, step: Step) -> tuple[dict, int]:
+    """``model.train_step`` and its FLOPs: matrix products and convolutions, forward and
+    backward, as torch's FlopCounterMode counts them (not the optimizer's element-wise
+    updates). The counter slows the step it watches, so the loop counts each kind once."""
     with FlopCounterMode(display=False) as counter:
-        model.train_step(batch, Step(0, 0, 0.0))
-    return int(counter.get_total_flops())
+        losses = model.train_step(batch, step)
+    return losses, int(counter.get_total_flops())
+
+
+def one_step_flops(model, batch: Batch) -> int:
+    """FLOPs of one training step of ``model`` on ``batch``."""
+    return counted_step(model, batch, Step(0, 0, 0.0))[1]
 
 
 def check_flop_budget(suite, registry, data) -> list[tuple[tuple, str]]:

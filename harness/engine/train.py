@@ -8,7 +8,6 @@ import time
 from collections.abc import Callable
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 
 from ..api.model import Model, Step
 from . import speed
@@ -71,10 +70,8 @@ def train(model: Model, data: DeviceData, limits: dict[str, float], batch_size: 
             key = (len(batch.x), model.step_cost_key(step))
             if key in costs:
                 losses = model.train_step(batch, step)
-            else:  # counted once per kind of step: the counter slows the step it watches
-                with FlopCounterMode(display=False) as counter:
-                    losses = model.train_step(batch, step)
-                costs[key] = int(counter.get_total_flops())
+            else:  # counted once per kind of step
+                losses, costs[key] = speed.counted_step(model, batch, step)
             clock.tick(len(batch.x), costs[key])
             # Sum as tensors: converting to float here would sync the GPU every step.
             for key, value in losses.items():
