@@ -98,6 +98,8 @@ def _parser() -> argparse.ArgumentParser:
                          "options, the data) without training. Exit 0 if all are valid, else 2.")
     val.add_argument("suites", nargs="+", metavar="SUITE")
     val.add_argument("--no-data", action="store_true", help="skip looking for the data files")
+    val.add_argument("--device", default="cpu", help="check training: settings against this device "
+                     "(cpu, auto, cuda or cuda:N; default cpu)")
     val.set_defaults(func=cmd_validate)
 
     rep = sub.add_parser("report", help="rebuild tables, figures and report.html of a results folder",
@@ -254,19 +256,23 @@ def cmd_compare(args, registry) -> int:
 
 
 def cmd_validate(args, registry) -> int:
-    import torch
-
     from . import messages
+    from .engine import precision
     from .engine.config import load_suite
-    from .engine.runner import load_data
+    from .engine.runner import load_data, pick_device
 
     console, problems = messages.console(), []
+    device = pick_device(args.device)
     for path in args.suites:
         try:
             suite = load_suite(path, registry)
             _suite_warnings(suite)
-            if not args.no_data:
-                data = load_data(suite, registry, torch.device("cpu"), download=False)
+            if args.no_data:
+                found = precision.check(suite.training, device)
+                if found:
+                    raise UserError(*[suite.where(p, m) for p, m in found])
+            else:
+                data = load_data(suite, registry, device, download=False)
             console.print(messages.escape(
                 f"{path}: ok: suite '{suite.name}', {len(suite.runs)} runs "
                 f"({len({r.label for r in suite.runs})} configurations x {len(suite.seeds)} seeds)"

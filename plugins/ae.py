@@ -47,7 +47,7 @@ class AE(genbench.Model):
         self.decoder = mlp(sizes[::-1])
 
     def configure_optimizers(self):
-        return {"adam": torch.optim.Adam(self.parameters(), lr=self.options.lr)}
+        return {"adam": torch.optim.Adam(self.parameters(), lr=self.options.lr, fused=self.fused)}
 
     def train_step(self, batch, step):
         logits = self.decoder(self.encoder(batch.x.flatten(1)))
@@ -55,10 +55,7 @@ class AE(genbench.Model):
             loss = bce_with_logits(logits, batch.x).mean()
         else:
             loss = F.mse_loss(torch.sigmoid(logits), batch.x.flatten(1), reduction="sum") / len(batch.x)
-        opt = self.optimizers["adam"]
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        self.optimize(loss, self.optimizers["adam"])
         return {"loss": loss.detach()}
 
     def reconstruct(self, x, y=None):

@@ -67,9 +67,10 @@ class GAN(genbench.Model):
             self.generator, self.discriminator = dcgan_pair(options.latent_dim, data.image_shape, options.hidden_dim)
 
     def configure_optimizers(self):
-        betas = (self.options.beta1, 0.999)
-        return {"generator": torch.optim.Adam(self.generator.parameters(), lr=self.options.lr, betas=betas),
-                "discriminator": torch.optim.Adam(self.discriminator.parameters(), lr=self.options.lr, betas=betas)}
+        def adam(net):
+            return torch.optim.Adam(net.parameters(), lr=self.options.lr, betas=(self.options.beta1, 0.999),
+                                    fused=self.fused)
+        return {"generator": adam(self.generator), "discriminator": adam(self.discriminator)}
 
     def noise(self, n: int) -> torch.Tensor:
         if self.options.prior == "uniform":
@@ -90,14 +91,10 @@ class GAN(genbench.Model):
         d_loss = (F.binary_cross_entropy_with_logits(d_real, ones)
                   + F.binary_cross_entropy_with_logits(d_fake, zeros))
         d_opt, g_opt = self.optimizers["discriminator"], self.optimizers["generator"]
-        d_opt.zero_grad(set_to_none=True)
-        d_loss.backward()
-        d_opt.step()
+        self.optimize(d_loss, d_opt)
         # Generator, non-saturating: maximise log D(G(z)).
         g_loss = F.binary_cross_entropy_with_logits(self.discriminator(fake), ones)
-        g_opt.zero_grad(set_to_none=True)
-        g_loss.backward()
-        g_opt.step()
+        self.optimize(g_loss, g_opt)
         return {"loss": d_loss.detach(), "g_loss": g_loss.detach(),
                 "d_real": torch.sigmoid(d_real).mean().detach(), "d_fake": torch.sigmoid(d_fake).mean().detach()}
 

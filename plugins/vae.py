@@ -62,7 +62,7 @@ class GaussianVAE(genbench.Model):
         raise NotImplementedError
 
     def configure_optimizers(self):
-        return {"adam": torch.optim.Adam(self.parameters(), lr=self.options.lr)}
+        return {"adam": torch.optim.Adam(self.parameters(), lr=self.options.lr, fused=self.fused)}
 
     def kl_weight(self, epochs: float) -> float:
         warmup = self.options.kl_warmup_epochs
@@ -76,10 +76,7 @@ class GaussianVAE(genbench.Model):
         kl = gaussian_kl(mean, logvar).mean()
         weight = self.kl_weight(step.epochs)
         loss = bce + weight * kl
-        opt = self.optimizers["adam"]
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        self.optimize(loss, self.optimizers["adam"])
         return {"loss": loss.detach(), "bce": bce.detach(), "kl": kl.detach(),
                 "kl_weight": torch.tensor(weight)}
 

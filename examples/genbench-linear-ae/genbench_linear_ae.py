@@ -29,17 +29,14 @@ class LinearAE(genbench.Model):
         self.decoder = nn.Linear(options.latent_dim, data.num_pixels)
 
     def configure_optimizers(self):
-        return {"adam": torch.optim.Adam(self.parameters(), lr=self.options.lr)}
+        return {"adam": torch.optim.Adam(self.parameters(), lr=self.options.lr, fused=self.fused)}
 
     def train_step(self, batch, step):
         logits = self.decoder(self.encoder(batch.x.flatten(1)))
         # Per-image sums from logits: numerically stable, and in the harness's units.
         loss = nn.functional.binary_cross_entropy_with_logits(
             logits, batch.x.flatten(1), reduction="sum") / len(batch.x)
-        opt = self.optimizers["adam"]
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        self.optimize(loss, self.optimizers["adam"])
         return {"loss": loss.detach()}
 
     def reconstruct(self, x, y=None):

@@ -144,22 +144,48 @@ class Model(nn.Module):
         self.options = options
         self.data = data
         self.optimizers: dict[str, torch.optim.Optimizer] = {}
+        self.grad_scaler: torch.amp.GradScaler | None = None  # set by the harness under fp16
+        self.optimize_calls = 0
 
     def configure_optimizers(self) -> dict[str, torch.optim.Optimizer]:
         """Create the optimizers (called once, after the move to the device).
 
-        Return them by name; a GAN returns two. They are saved with the model.
+        Return them by name; a GAN returns two. They are saved with the model. Pass
+        ``fused=self.fused`` to torch's Adam, AdamW or SGD: one kernel per step instead of
+        several per parameter, where the device has one.
         """
         raise NotImplementedError
 
     def train_step(self, batch: Batch, step: Step) -> dict[str, Tensor]:
         """Run one optimisation step (all of it: losses, backward, optimizer steps).
 
+        Compute the losses and call :meth:`optimize` once per optimizer. The harness
+        runs this under ``torch.autocast`` when the suite asks for bf16 or fp16, so
+        compute losses from logits (``binary_cross_entropy_with_logits``), which
+        autocast keeps in float32.
+
         Return the loss components as detached scalar tensors; the key ``"loss"`` is
         the one shown in the progress bar and plotted first. Returning tensors, not
         floats, lets the harness avoid a device sync on every step.
         """
         raise NotImplementedError
+
+    def optimize(self, loss: Tensor, optimizer: torch.optim.Optimizer) -> None:
+        """Zero ``optimizer``'s gradients, backpropagate ``loss`` and step ``optimizer``.
+
+        Use it in :meth:`train_step` instead of calling ``backward`` and ``step`` yourself:
+        under ``training: {precision: fp16}`` it scales the loss and steps through the
+        run's gradient scaler (which skips a step whose gradients overflowed). A model that
+        calls ``backward`` itself still trains in fp32 and bf16, but fails under fp16.
+        """
+        optimizer.zero_grad(set_to_none=True)
+        self.optimize_calls += 1
+        if self.grad_scaler is None:
+            loss.backward()
+            optimizer.step()
+        else:
+            self.grad_scaler.scale(loss).backward()
+            self.grad_scaler.step(optimizer)
 
     def step_cost_key(self, step: Step) -> Hashable:
         """What, besides the batch size, makes two training steps cost different FLOPs.
@@ -200,6 +226,12 @@ class Model(nn.Module):
         Use torch's global random generator: the harness seeds it.
         """
         raise NotImplementedError
+
+    @property
+    def fused(self) -> bool | None:
+        """``fused=`` for torch's optimizers: True on CPU and CUDA, which have fused
+        kernels; None (torch's default choice) elsewhere."""
+        return True if self.device.type in ("cpu", "cuda") else None
 
     @property
     def device(self) -> torch.device:

@@ -26,6 +26,7 @@ from ..errors import ConfigErrors, did_you_mean, shown
 from ..results.files import slug
 from . import yamlfile
 from .pluginmanager import Registry
+from .precision import TrainingOptions
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,6 +90,7 @@ class SuiteFile:
     loggers: tuple[Union[str, dict], ...] = option(
         (), "experiment trackers that follow the runs: a registered name, or {name: NAME, option: value}")
     evaluation: dict = option(default_factory=dict, help="evaluation options (EvalOptions)")
+    training: dict = option(default_factory=dict, help="precision and compilation of training (TrainingOptions)")
     report: dict = option(default_factory=dict, help="figure options (ReportOptions)")
 
 
@@ -123,6 +125,7 @@ class Suite:
     runs: tuple[RunSpec, ...]
     evaluation: EvalOptions = EvalOptions()
     report: ReportOptions = ReportOptions()
+    training: TrainingOptions = TrainingOptions()
     metric_options: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # name -> Options (or None)
     loggers: tuple[tuple[str, Any], ...] = ()  # (name, Options) of each selected logger
     warnings: tuple[str, ...] = ()  # deprecated settings that still work, for validate and run to show
@@ -164,14 +167,18 @@ class Suite:
                 "budget": self.budget.limits(), "seeds": list(self.seeds),
                 "batch_size": self.batch_size, "metrics": self.metrics_resolved(),
                 "primary_metric": self.primary_metric, "save_models": self.save_models,
-                "evaluation": opt.as_dict(self.evaluation), "report": opt.as_dict(self.report),
+                "evaluation": opt.as_dict(self.evaluation), "training": opt.as_dict(self.training),
+                "report": opt.as_dict(self.report),
                 "loggers": [{"name": n, **opt.as_dict(o)} for n, o in self.loggers],
                 "runs": list(configs.values())}
 
     def run_config(self, run: RunSpec) -> dict:
         """Everything that determines a run's outcome; its hash keys resume."""
-        return {"dataset": self.dataset_dict(), "budget": self.budget.limits(), "batch_size": self.batch_size,
-                "model": run.model, "options": run.options_dict(), "seed": run.seed}
+        config = {"dataset": self.dataset_dict(), "budget": self.budget.limits(), "batch_size": self.batch_size,
+                  "model": run.model, "options": run.options_dict(), "seed": run.seed}
+        if self.training.as_config():
+            config["training"] = self.training.as_config()
+        return config
 
     def run_hash(self, run: RunSpec) -> str:
         return config_hash(self.run_config(run))
@@ -262,6 +269,7 @@ def _validate(data: Any, reg: Registry, errors: list, warnings: list) -> Suite |
             errors.append((("evaluation", "curve_metrics", i), f"unknown metric '{metric}'"
                            f"{did_you_mean(metric, reg.metrics)}"))
     report = _build_part(ReportOptions, {"report": data.get("report") or {}}, "report", errors)
+    training = _build_part(TrainingOptions, {"training": data.get("training") or {}}, "training", errors)
     dataset_options = _check_dataset(dataset, reg, errors)
     _check_budget(budget, errors)
     metrics, metric_options, primary = _check_metrics(top, moved, reg, errors)
@@ -279,7 +287,7 @@ def _validate(data: Any, reg: Registry, errors: list, warnings: list) -> Suite |
                  dataset_options=dataset_options, budget=budget, seeds=top.seeds,
                  batch_size=top.batch_size, metrics=metrics, primary_metric=primary,
                  save_models=top.save_models, runs=runs, evaluation=evaluation, report=report,
-                 metric_options=metric_options, loggers=loggers)
+                 metric_options=metric_options, loggers=loggers, training=training)
 
 
 def _build_part(cls, data: dict, key: str, errors: list):

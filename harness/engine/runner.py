@@ -24,7 +24,7 @@ from ..api.options import as_dict
 from ..errors import UserError, shown
 from ..render import figures, leaderboard, report
 from ..results import files, record, schema, store
-from . import snapshot, speed
+from . import precision, snapshot, speed
 from .config import RunSpec, Suite, load_suite
 from .data import DeviceData, prepare
 from .evaluate import check_metrics, evaluate, subset_evaluator
@@ -139,7 +139,7 @@ def load_data(suite: Suite, registry: Registry, device: torch.device, download: 
     dataset = registry.datasets[suite.dataset.name](suite.dataset_options)
     data = prepare(dataset, suite.dataset, device, download=download and suite.dataset.download)
     names = suite.metrics if metrics is None else metrics
-    too_small = speed.check_flop_budget(suite, registry, data)
+    too_small = speed.check_flop_budget(suite, registry, data) + precision.check(suite.training, device)
     if too_small:
         raise UserError(*[suite.where(path, message) for path, message in too_small])
     problems, warnings = check_metrics([registry.metrics[m] for m in names], suite.metric_options,
@@ -324,7 +324,7 @@ def execute_run(suite: Suite, run: RunSpec, run_id: str, run_dir: Path, registry
            "eval_split": data.eval_split, "batch_size": suite.batch_size,
            "budget": suite.budget.limits(), "config_hash": suite.run_hash(run),
            "metrics_requested": list(suite.metrics), "evaluation": as_dict(suite.evaluation),
-           "metric_options": suite.metric_options_dict(),
+           "metric_options": suite.metric_options_dict(), "training": as_dict(suite.training),
            "device": str(device), "versions": record.versions(),
            "started": record.utc_now(), "status": "running"}
     metrics = [registry.metrics[m] for m in suite.metrics]
@@ -333,6 +333,7 @@ def execute_run(suite: Suite, run: RunSpec, run_id: str, run_dir: Path, registry
         seed_everything(run.seed)
         model = registry.models[run.model](run.options, data.info).to(device)
         model.optimizers = model.configure_optimizers()
+        wrap = precision.prepare(model, suite.training, device)
         score = None
         if suite.evaluation.curve_metrics:
             score = subset_evaluator(model, data, [registry.metrics[m] for m in suite.evaluation.curve_metrics],
@@ -345,7 +346,8 @@ def execute_run(suite: Suite, run: RunSpec, run_id: str, run_dir: Path, registry
                                 info=f"step {clock.steps} {shown} | {clock.left()}")
             result = train(model, data, suite.budget.limits(), suite.batch_size, run.seed, show,
                            score=score, score_every=suite.evaluation.curve_every,
-                           on_log=_forward(tracking, "on_train_log", info), on_eval=_forward(tracking, "on_eval_log", info))
+                           on_log=_forward(tracking, "on_train_log", info), on_eval=_forward(tracking, "on_eval_log", info),
+                           precision=wrap)
         rec.update(budget_used=result.used, stopped_by=result.stopped_by,
                    final_losses=result.final, history=result.history, throughput=result.throughput,
                    step_flops=result.step_flops)

@@ -83,8 +83,9 @@ def judge(rec: dict, peak: float | None, best_before: float | None, limits: dict
 def counted_step(model, batch: Batch, step: Step) -> tuple[dict, int]:
     """``model.train_step`` and its FLOPs: matrix products and convolutions, forward and
     backward, as torch's FlopCounterMode counts them (not the optimizer's element-wise
-    updates). The counter slows the step it watches, so the loop counts each kind once."""
-    with FlopCounterMode(display=False) as counter:
+    updates). The counter slows the step it watches, so the loop counts each kind once.
+    Compiled networks run eagerly here: under the counter Dynamo would give up on them."""
+    with torch.compiler.set_stance("force_eager"), FlopCounterMode(display=False) as counter:
         losses = model.train_step(batch, step)
     return losses, int(counter.get_total_flops())
 

@@ -13,10 +13,15 @@ from ..api.model import Model, Step
 from . import speed
 from .budget import BudgetClock
 from .data import DeviceData
+from .precision import Precision
 
 
 class TrainingDiverged(RuntimeError):
     """A loss became NaN or infinite."""
+
+
+class NeedsOptimize(RuntimeError):
+    """Under fp16 a model stepped its optimizers itself, past the gradient scaler."""
 
 
 @dataclasses.dataclass
@@ -39,12 +44,16 @@ LogFn = Callable[[dict], None]
 def train(model: Model, data: DeviceData, limits: dict[str, float], batch_size: int, seed: int,
           progress: ProgressFn | None = None, refresh_seconds: float = 0.25,
           score: ScoreFn | None = None, score_every: float = 1.0,
-          on_log: LogFn | None = None, on_eval: LogFn | None = None) -> TrainResult:
+          on_log: LogFn | None = None, on_eval: LogFn | None = None,
+          precision: Precision | None = None) -> TrainResult:
     """Train ``model`` until the first budget limit is reached.
 
     ``score``, if given, is called every ``score_every`` epochs with the clock paused.
     ``on_log`` receives each history entry and ``on_eval`` each score entry, also with
-    the clock paused (for the suite's loggers).
+    the clock paused (for the suite's loggers). ``precision`` wraps each step (autocast,
+    gradient scaler). The first step of each kind is counted for its FLOPs and, under
+    ``compile``, compiles the networks: it runs off the clock (its images, steps and
+    FLOPs count; its seconds are recorded as ``untimed_seconds``).
     """
     device = data.train.images.device
     generator = torch.Generator(device=device).manual_seed(seed)
@@ -60,6 +69,8 @@ def train(model: Model, data: DeviceData, limits: dict[str, float], batch_size: 
     evals: list[dict] = []
     eval_seconds, next_score = 0.0, score_every
     costs: dict = {}
+    untimed, fresh = 0.0, set()
+    precision = precision or Precision.fp32()
     load_start = speed.load()
     model.train()
     clock.start()
@@ -68,10 +79,25 @@ def train(model: Model, data: DeviceData, limits: dict[str, float], batch_size: 
         for batch in data.batches(batch_size, generator):
             step = Step(clock.steps, epoch, clock.epochs)
             key = (len(batch.x), model.step_cost_key(step))
-            if key in costs:
-                losses = model.train_step(batch, step)
-            else:  # counted once per kind of step
-                losses, costs[key] = speed.counted_step(model, batch, step)
+            # Off the clock: the first step of each kind (counted for its FLOPs) and, under
+            # compile, the step after it (which compiles the networks for that shape).
+            timed = key in costs and not (precision.compiles and key in fresh)
+            if not timed:
+                clock.pause()
+                started = time.perf_counter()
+            with precision.autocast():
+                if key in costs:
+                    losses = model.train_step(batch, step)
+                    fresh.discard(key)
+                else:
+                    losses, costs[key] = speed.counted_step(model, batch, step)
+                    _check_scaled(model, precision)
+                    fresh.add(key)
+            if not timed:
+                _sync(device)
+                untimed += time.perf_counter() - started
+                clock.start()
+            precision.after_step()
             clock.tick(len(batch.x), costs[key])
             # Sum as tensors: converting to float here would sync the GPU every step.
             for key, value in losses.items():
@@ -114,8 +140,17 @@ def train(model: Model, data: DeviceData, limits: dict[str, float], batch_size: 
     clock.pause()
     final = {k: v for k, v in history[-1].items() if k not in ("step", "epoch", "seconds")}
     step_flops = [{"batch_size": size, "key": repr(kind), "flops": flops} for (size, kind), flops in costs.items()]
+    speeds = speed.throughput(clock, device, load_start, speed.load())
+    speeds["untimed_seconds"] = round(untimed, 3)
     return TrainResult(clock.used(), stopped_by, history, final, evals, round(eval_seconds, 3),
-                       speed.throughput(clock, device, load_start, speed.load()), step_flops)
+                       {**speeds, **precision.state()}, step_flops)
+
+
+def _check_scaled(model: Model, precision: Precision) -> None:
+    if precision.scaler is not None and model.optimize_calls == 0:
+        raise NeedsOptimize(f"precision fp16 needs model '{model.name}' to step its optimizers through "
+                            "self.optimize(loss, optimizer), which applies the gradient scaler; it called "
+                            "backward() itself (use fp32 or bf16, or update the plugin)")
 
 
 def _sync(device: torch.device) -> None:

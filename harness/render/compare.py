@@ -15,7 +15,7 @@ from ..results.store import Results
 from .leaderboard import header, md_escape
 from .report import csv_safe
 
-SETUP_KEYS = ("dataset", "budget", "seeds", "batch_size", "evaluation", "metrics")
+SETUP_KEYS = ("dataset", "budget", "seeds", "batch_size", "evaluation", "metrics", "training")
 
 
 def setup_differences(a: Results, b: Results) -> list[str]:

@@ -103,13 +103,16 @@ def build(records: list[dict], metrics: list[str], primary: str | None, title: s
 
 # Record fields that change a run's numbers, besides its seed: runs that differ in any
 # are never pooled into one mean, whatever their labels say.
-SETTINGS = ("model", "options", "dataset", "eval_split", "budget", "batch_size", "evaluation", "metric_options")
+SETTINGS = ("model", "options", "dataset", "eval_split", "budget", "batch_size", "evaluation", "metric_options",
+            "training")
+TRAINING_DEFAULT = {"precision": "fp32", "compile": False}  # what a record written before training: meant
 VERSIONS = ("genbench", "torch", "torchvision", "torch-fidelity", "numpy")
 
 
 def settings_key(rec: dict) -> str:
     versions = rec.get("versions") or {}
     key = {k: rec.get(k) for k in SETTINGS}
+    key["training"] = key["training"] or TRAINING_DEFAULT
     key["versions"] = {v: versions.get(v) for v in VERSIONS}
     key["device"] = str(rec.get("device") or "").split(":")[0]
     key["extractor"] = extractor_sha(rec)

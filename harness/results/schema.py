@@ -70,11 +70,13 @@ FIELDS: dict[str, Field] = {
                         "training batch size"),
     "budget": Field(False, _opt(_entry), "a mapping of numbers", "the budget asked for (flops, steps, epochs, seconds)"),
     "config_hash": Field(False, _opt(_text(200)), "a string",
-                         "SHA-256 of data set, budget, batch size, model, options and seed"),
+                         "SHA-256 of data set, budget, batch size, model, options, seed "
+                         "and non-default training settings"),
     "metrics_requested": Field(False, _opt(_list_of(_text(64))), "a list of names", "the suite's metrics"),
     "evaluation": Field(False, _opt(_mapping), "a mapping", "the shared evaluation settings"),
     "metric_options": Field(False, _opt(_mapping_of(_mapping)), "a mapping of mappings",
                             "each metric's own options (metrics without options are absent)"),
+    "training": Field(False, _opt(_mapping), "a mapping", "precision (fp32, bf16 or fp16) and compile"),
     "device": Field(False, _opt(_text(200)), "a string", "cpu, cuda or cuda:N"),
     "versions": Field(False, _opt(_mapping_of(_plain)), "a mapping of strings", "python and package versions"),
     "started": Field(False, _opt(_text(64)), "a string", "UTC start time"),
@@ -84,7 +86,8 @@ FIELDS: dict[str, Field] = {
     "budget_used": Field(False, _opt(_entry), "a mapping of numbers", "seconds, steps, epochs, images and FLOPs used"),
     "throughput": Field(False, _opt(_entry), "a mapping of numbers",
                         "images, steps and FLOPs per second on the budget clock, CPU seconds and share, "
-                        "threads, cores, load average at start and end, fraction of the device's matmul peak"),
+                        "threads, cores, load average at start and end, fraction of the device's matmul peak, "
+                        "seconds of the untimed first steps (FLOP counting, compilation), fp16's final grad_scale"),
     "step_flops": Field(False, _opt(_list_of(_mapping)), "a list of mappings",
                         "FLOPs counted for each distinct kind of training step (batch size, key)"),
     "contended": Field(False, _opt(_list_of(_text(1000))), "a list of strings",
