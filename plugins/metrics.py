@@ -171,9 +171,12 @@ class ManifoldOptions:
 
 
 def _precision_recall(ctx, k: int) -> tuple[float, float]:
-    # One computation serves precision and recall when both use the same k.
+    # One computation serves precision and recall when both use the same k; the real
+    # images' k-NN radii serve every run of the suite.
+    real = ctx.real_features[0]
+    radii = ctx.cached(("knn_radii", ctx.options.feature_extractor, k), lambda: fidelity.knn_radii(real, k))
     return ctx.shared(("precision_recall", k),
-                      lambda: fidelity.precision_recall(ctx.real_features[0], ctx.sample_features[0], k))
+                      lambda: fidelity.manifold_precision_recall(real, ctx.sample_features[0], k, radii))
 
 
 def precision(ctx, options: ManifoldOptions) -> float:

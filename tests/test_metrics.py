@@ -206,6 +206,17 @@ def test_sample_metrics_on_real_images_used_as_samples(registry, mnist):
     assert len(details["fid_per_class"]["per_class"]) == 10
 
 
+@pytest.mark.parametrize("other, k", [("train", 3), ("blurred", 1), ("blurred", 5), ("noise", 3)])
+def test_manifold_precision_recall_equals_torch_fidelitys(features, other, k):
+    real, fake = features["test"], features[other][:3000]
+    expected = fidelity.precision_recall(real, fake, k)
+    # small chunks: the chunked passes must agree with torch-fidelity's whole-matrix ones
+    assert fidelity.manifold_precision_recall(real, fake, k, chunk=700) == expected
+    radii = fidelity.knn_radii(real, k)
+    assert fidelity.manifold_precision_recall(real, fake, k, real_radii=radii) == expected
+    assert 0 <= expected[0] <= 1 and 0 <= expected[1] <= 1
+
+
 def test_precision_and_recall_each_use_their_own_k(registry, mnist):
     images, labels = to_float(mnist.eval.images), mnist.eval.labels
     Replay.pool = {c: images[labels == c] for c in range(10)}

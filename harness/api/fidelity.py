@@ -84,7 +84,7 @@ def features(ctx, images: Tensor) -> tuple[Tensor, Tensor | None]:
     net = ext.load(spec, images.device)
     register(spec)
     ctx.details["feature_extractor"] = {"name": spec.name, "sha256": spec.sha256}
-    return ext.extract(net, images)
+    return ext.extract(net, images, ctx.batch_size)
 
 
 def _inception(ctx, images: Tensor) -> Tensor:
@@ -123,7 +123,36 @@ def kid(real: Tensor, fake: Tensor, subset_size: int, subsets: int, seed: int = 
     return out["kernel_inception_distance_mean"], out["kernel_inception_distance_std"]
 
 
+def knn_radii(features: Tensor, k: int, chunk: int = 2048) -> Tensor:
+    """Each row's distance to its k-th nearest other row (the row itself excluded)."""
+    # topk, not torch-fidelity's kthvalue: the same value, about 10x faster for small k
+    return torch.cat([torch.cdist(part, features).topk(k + 1, dim=1, largest=False).values[:, k]
+                      for part in features.split(chunk)])
+
+
+def manifold_precision_recall(real: Tensor, fake: Tensor, k: int, real_radii: Tensor | None = None,
+                              chunk: int = 2048) -> tuple[float, float]:
+    """Improved precision and recall (Kynkaanniemi et al. 2019), as torch-fidelity computes
+    them, from one fake-to-real distance matrix instead of two, and ``real_radii``
+    (:func:`knn_radii` of ``real``) computed once per suite instead of per run.
+
+    Written here rather than called from torch-fidelity (which the tests check it against)
+    because its version recomputes both k-NN manifolds and both cross distances each call:
+    two thirds of a run's evaluation time on the CPU.
+    """
+    real_radii = knn_radii(real, k, chunk) if real_radii is None else real_radii
+    fake_radii = knn_radii(fake, k, chunk)
+    inside_real = []  # per fake sample: inside some real image's ball (precision)
+    covered = torch.zeros(len(real), dtype=torch.bool, device=real.device)  # per real image (recall)
+    for part, radii in zip(fake.split(chunk), fake_radii.split(chunk)):
+        dist = torch.cdist(part, real)
+        inside_real.append((dist <= real_radii).any(dim=1))
+        covered |= (dist <= radii[:, None]).any(dim=0)
+    return torch.cat(inside_real).float().mean().item(), covered.float().mean().item()
+
+
 def precision_recall(real: Tensor, fake: Tensor, neighborhood: int) -> tuple[float, float]:
+    """torch-fidelity's own precision and recall (the reference for :func:`manifold_precision_recall`)."""
     torch_fidelity()
     from torch_fidelity.metric_prc import prc_features_to_metric
 

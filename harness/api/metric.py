@@ -139,11 +139,13 @@ class EvalContext:
     """What metrics see of one trained model; intermediate results are cached."""
 
     def __init__(self, model: Model, data: DeviceData, options: EvalOptions | None = None,
-                 batch_size: int = 1000):
+                 batch_size: int | None = None):
         self.model = model
         self.data = data
         self.options = options or EvalOptions()
-        self.batch_size = batch_size
+        # Sized for the device: a GPU is idle between small batches; on the CPU larger
+        # ones gain nothing and cost memory.
+        self.batch_size = batch_size or (4096 if data.eval.images.device.type == "cuda" else 1000)
         self.conditional = model.has(Capability.CONDITIONAL)
         self.details: dict[str, Any] = {}  # facts to record, e.g. the extractor's hash
         self._shared: dict[Any, Any] = {}
@@ -228,6 +230,15 @@ class EvalContext:
         if key not in self._shared:
             self._shared[key] = compute()
         return self._shared[key]
+
+    def cached(self, key: Any, compute: Callable[[], Any]) -> Any:
+        """``compute()``, once per suite: for results that depend only on the evaluation
+        split (e.g. the real images' k-NN radii). Include your metric's name and options in
+        ``key``."""
+        key = ("cached", key)
+        if key not in self.data.cache:
+            self.data.cache[key] = compute()
+        return self.data.cache[key]
 
     @property
     def real_features(self) -> tuple[Tensor, Tensor]:
