@@ -136,6 +136,26 @@ def test_a_crowded_run_under_a_seconds_budget_is_flagged_everywhere(write_suite,
     assert rec["throughput"]["threads"] == 1
 
 
+def test_a_run_crowded_out_by_real_competing_processes_is_flagged_by_its_cpu_share(write_suite, tmp_path):
+    # Two processes that keep both cores busy: the run gets about a third of its
+    # threads' CPU time, well under the one-half limit (no monkeypatching: real load).
+    burners = [subprocess.Popen([sys.executable, "-c", "import torch\nx = torch.randn(600, 600)\n"
+                                 "while True: x = (x @ x).tanh()"]) for _ in range(2)]
+    try:
+        out = tmp_path / "out"
+        proc = subprocess.run(genbench_cmd() + ["run", str(write_suite(SUITE.format(budget="{seconds: 1}"))),
+                                                "--out", str(out), "--threads", "2"], capture_output=True, text=True)
+    finally:
+        for burner in burners:
+            burner.kill()
+    assert proc.returncode == 0, proc.stderr
+    (rec,) = _records(out)
+    assert rec["stopped_by"] == "seconds"
+    assert rec["throughput"]["cpu_share"] < speed.CPU_SHARE_MIN, rec["throughput"]
+    assert any("CPU time" in reason for reason in rec["contended"])
+    assert "looks contended" in proc.stdout and "‡" in (out / "leaderboard.md").read_text()
+
+
 def test_contention_rules():
     quiet = {"cpu_share": 0.95, "threads": 2, "cores": 2, "load_start": 0.3, "load_end": 2.1,
              "images_per_second": 20000.0}
