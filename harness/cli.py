@@ -89,6 +89,15 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--threads", type=int, metavar="N",
                      help="torch's CPU thread count (default: torch's, one per core); give each of several "
                           "side-by-side jobs 1")
+    run.add_argument("--workers", type=int, metavar="N",
+                     help="run up to N runs at once in worker processes (or Ray actors), each with an equal "
+                          "share of the cores as threads (or --threads) and the next GPU when several are present")
+    run.add_argument("--executor", choices=["local", "ray"], default="local",
+                     help="local: this machine's processes (default); ray: Ray actors (genbench[ray])")
+    run.add_argument("--address", metavar="ADDR", help="with --executor ray: the Ray cluster to join "
+                     "(e.g. 10.0.0.5:6379 or auto); default: start a local Ray instance")
+    run.add_argument("--gpus-per-run", type=float, metavar="G", help="with --executor ray: GPUs each run "
+                     "declares, fractions allowed (default: 1 on CUDA, else 0)")
     run.add_argument("--resume", action="store_true",
                      help="skip runs whose record exists for the same configuration")
     run.set_defaults(func=cmd_run)
@@ -171,7 +180,14 @@ def cmd_run(args, registry) -> int:
     out = Path(args.out) if args.out else Path("results") / slug(suite.name)
     if args.threads is not None and not 1 <= args.threads <= 1024:
         raise UserError(f"--threads {args.threads}: give a number of threads from 1 to 1024")
-    return run_suite(suite, registry, out, args.device, args.resume, threads=args.threads)
+    if args.workers is not None and not 1 <= args.workers <= 256:
+        raise UserError(f"--workers {args.workers}: give a number of worker processes from 1 to 256")
+    if args.executor != "ray" and (args.address or args.gpus_per_run is not None):
+        raise UserError("--address and --gpus-per-run go with --executor ray")
+    if args.gpus_per_run is not None and not 0 <= args.gpus_per_run <= 64:
+        raise UserError(f"--gpus-per-run {args.gpus_per_run}: give 0 to 64 (fractions allowed)")
+    return run_suite(suite, registry, out, args.device, args.resume, threads=args.threads, workers=args.workers,
+                     executor=args.executor, address=args.address, gpus_per_run=args.gpus_per_run)
 
 
 def _suite_warnings(suite) -> None:

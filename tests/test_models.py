@@ -11,7 +11,8 @@ import torch
 from genbench import Capability
 from genbench.cli import main
 from genbench.engine.config import load_suite
-from genbench.engine.runner import load_data, seed_everything
+from genbench.engine.execute import seed_everything
+from genbench.engine.runner import load_data
 from genbench.engine.train import train
 
 MODELS = [

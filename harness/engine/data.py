@@ -30,6 +30,10 @@ class DeviceData:
     extractor: ExtractorSpec | None = None
     cache: dict = dataclasses.field(default_factory=dict)  # per-suite results, e.g. real features
 
+    def to(self, device: torch.device | str) -> DeviceData:
+        """The same data on ``device`` (with an empty cache: cached results stay where they were made)."""
+        return dataclasses.replace(self, train=self.train.to(device), eval=self.eval.to(device), cache={})
+
     def batches(self, batch_size: int, generator: torch.Generator) -> Iterator[Batch]:
         """One epoch of shuffled batches, sliced from the device tensors.
 

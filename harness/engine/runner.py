@@ -3,34 +3,30 @@
 from __future__ import annotations
 
 import dataclasses
-import io
 import json
-import random
 import time
-import traceback
 from pathlib import Path
 
-import numpy as np
 import torch
 import yaml
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from .. import messages
 from ..api import extractor
 from ..api.logger import RunInfo
-from ..api.options import as_dict
 from ..errors import UserError, shown
 from ..render import figures, leaderboard, report
-from ..results import files, record, schema, store
-from . import precision, snapshot, speed
-from .config import RunSpec, Suite, load_suite
+from ..results import files, record, store
+from . import parallel, precision, snapshot, speed
+from .config import Suite, load_suite
 from .data import DeviceData, prepare
-from .evaluate import check_metrics, evaluate, subset_evaluator
+from .evaluate import check_metrics
+from .execute import RunOutput, new_record
+from .executors import Task, WorkerDied
 from .pluginmanager import Registry
+from .progress import SuiteProgress
 from .tracking import Tracking, run_info, suite_info
-from .train import train
 
 
 def pick_device(name: str) -> torch.device:
@@ -42,12 +38,6 @@ def pick_device(name: str) -> torch.device:
         return torch.device(name)
     except RuntimeError:
         raise UserError(f"--device {name}: not a device; use auto, cpu, cuda or cuda:N") from None
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)  # also seeds every CUDA device
 
 
 # What must match for runs of one folder to be pooled: anything that changes a run's
@@ -172,18 +162,26 @@ def check_extractor(suite: Suite, registry: Registry, data: DeviceData, metrics=
 
 
 def run_suite(suite: Suite, registry: Registry, out: Path, device_name: str = "auto",
-              resume: bool = False, console: Console | None = None, threads: int | None = None) -> int:
+              resume: bool = False, console: Console | None = None, threads: int | None = None,
+              workers: int | None = None, executor: str = "local", address: str | None = None,
+              gpus_per_run: float | None = None) -> int:
     """Run every run of ``suite`` into ``out``; return the exit status (1 if any run failed).
 
     The folder is locked for the whole suite, checked writable before the data is
     loaded, and left resumable whatever stops the suite. ``threads`` sets torch's
-    intra-op thread count (recorded with every run).
+    intra-op thread count (recorded with every run); ``workers`` > 1 runs that many
+    runs at once in worker processes (each with ``threads``, by default an equal share
+    of the cores); ``executor="ray"`` runs them as Ray actors, on a new local Ray
+    instance or the cluster at ``address``.
     """
-    if threads is not None:
-        torch.set_num_threads(threads)
     console = console or messages.console()
     out = Path(out)
     device = pick_device(device_name)
+    plan = parallel.plan(suite, device, workers, threads, executor, address, gpus_per_run)
+    for warning in plan.warnings:
+        console.print(messages.warning(warning), soft_wrap=True)
+    if plan.workers == 1 and not plan.ray and threads is not None:
+        torch.set_num_threads(threads)
     created = not out.exists()
     files.check_writable(out)
     try:
@@ -194,7 +192,7 @@ def run_suite(suite: Suite, registry: Registry, out: Path, device_name: str = "a
             resolved = check_out_dir(suite, out, resume, device, spec.sha256 if spec else None, records, registry)
             done = {(r["label"], r["seed"], r.get("config_hash")): r for r in records if r["status"] == "ok"}
             try:
-                return _run_locked(suite, registry, out, device, done if resume else {}, console, resolved)
+                return _run_locked(suite, registry, out, device, done if resume else {}, console, resolved, plan)
             except files.OutputError as err:
                 err.lines.append(f"finished runs in {out} are kept; fix the cause, then continue with --resume")
                 err.exit_code = 1
@@ -205,26 +203,34 @@ def run_suite(suite: Suite, registry: Registry, out: Path, device_name: str = "a
 
 
 def _run_locked(suite: Suite, registry: Registry, out: Path, device: torch.device, done: dict[tuple, dict],
-                console: Console, resolved: dict) -> int:
+                console: Console, resolved: dict, plan: parallel.Plan) -> int:
     """The suite's runs; ``done`` holds the finished runs to skip, by (label, seed, configuration hash)."""
     started = time.perf_counter()
-    data = load_data(suite, registry, device, console=console)  # before writing: no data, no files
-    console.print(f"[bold]{escape(suite.name)}[/]: {len(suite.runs)} runs on {escape(suite.dataset.name)} "
-                  f"({len(data.train)} train / {len(data.eval)} {data.eval_split} images), "
-                  f"device {device}, budget {escape(str(suite.budget.limits()))}")
-    record.write_text(out / "suite.yaml", yaml.safe_dump(resolved, sort_keys=False))
-    env = record.environment(device, registry.plugin_sources(), registry.warnings)
-    env["matmul_flops_per_second"] = round(speed.matmul_peak(device))  # the yardstick of each run's FLOP/s
-    record.write_json(out / "env.json", env)
-    tracking = Tracking(suite, registry, console)
+    peak = speed.matmul_peak(device)  # the yardstick of each run's FLOP/s, measured before workers start
+    executor = plan.executor(suite, registry, device)
+    executor.start()  # worker processes import and load while this process checks the data
+    tracking = None
     try:
-        failed = _runs(suite, registry, out, device, done, console, data, tracking, resolved,
-                       env["matmul_flops_per_second"])
+        data = load_data(suite, registry, device, console=console)  # before writing: no data, no files
+        console.print(f"[bold]{escape(suite.name)}[/]: {len(suite.runs)} runs on {escape(suite.dataset.name)} "
+                      f"({len(data.train)} train / {len(data.eval)} {data.eval_split} images), "
+                      f"device {device}, budget {escape(str(suite.budget.limits()))}"
+                      + (f", {plan.workers} {'Ray actors' if plan.ray else 'workers'} x {plan.threads} threads"
+                         if plan.workers > 1 or plan.ray else ""))
+        record.write_text(out / "suite.yaml", yaml.safe_dump(resolved, sort_keys=False))
+        env = record.environment(device, registry.plugin_sources(), registry.warnings)
+        env["matmul_flops_per_second"] = round(peak)
+        record.write_json(out / "env.json", env)
+        tracking = Tracking(suite, registry, console)
+        failed = _runs(suite, registry, out, done, console, data, tracking, resolved,
+                       env["matmul_flops_per_second"], executor)
         results = store.load(out)
         _report_step(console, "report", lambda: report.build(results, redraw_runs=False))
         tracking.emit("on_suite_end", out, suite_files(out))
     finally:
-        tracking.close()  # also on Ctrl-C: trackers flush and mark open runs as stopped
+        executor.close()  # also on Ctrl-C: workers are stopped, the folder stays resumable
+        if tracking is not None:
+            tracking.close()  # also on Ctrl-C: trackers flush and mark open runs as stopped
     for warning in results.warnings:
         console.print(messages.warning(warning))
     board = results.board()
@@ -239,41 +245,100 @@ def _run_locked(suite: Suite, registry: Registry, out: Path, device: torch.devic
     return 1 if failed else 0
 
 
-def _runs(suite: Suite, registry: Registry, out: Path, device: torch.device, done: dict[tuple, dict],
-          console: Console, data: DeviceData, tracking: Tracking, resolved: dict, peak: float) -> int:
-    """Train, score and record every run not done yet; return how many failed."""
+def _runs(suite: Suite, registry: Registry, out: Path, done: dict[tuple, dict], console: Console,
+          data: DeviceData, tracking: Tracking, resolved: dict, peak: float, executor) -> int:
+    """Train, score and record every run not done yet, on ``executor``; return how many failed.
+
+    Only this process writes the folder: each run's files, then its record (which marks
+    it finished), then the tables and its figures, as each run comes back.
+    """
     tracking.emit("on_suite_start", suite_info(suite, out, resolved))
-    failed = 0
     fastest: dict[str, float] = {}  # label -> best images/s so far, to spot a crowded-out run
     for rec in done.values():
         _note_speed(fastest, rec)
+    tasks = []
     for i, run in enumerate(suite.runs, 1):
         old = done.get((run.label, run.seed, suite.run_hash(run)))
         if old is not None:
             console.print(f"[dim]{i}/{len(suite.runs)} {escape(run.label)} seed {run.seed}: done already, skipped[/]")
             _finish_figures(out, old, console)
             continue
-        run_id = suite.run_id(run)
-        run_dir = out / "runs" / run_id
-        info = run_info(suite, run, run_id, run_dir)
-        tracking.emit("on_run_start", info)
-        rec = execute_run(suite, run, run_id, run_dir, registry, data, device, console,
-                          f"{i}/{len(suite.runs)}", tracking, info)
-        failed += rec["status"] != "ok"
-        if rec["status"] == "ok":
-            reasons = speed.judge(rec, peak, fastest.get(run.label), suite.budget.limits())
-            if reasons:
-                console.print(messages.warning(f"{run.label} seed {run.seed} looks contended: {'; '.join(reasons)}. "
-                                               f"Under a seconds budget its scores reflect the load; {speed.HINT}"),
-                              soft_wrap=True)
-            _note_speed(fastest, rec)
-        record.write_json(run_dir / record.RECORD, rec)
-        results = store.load(out)
-        report.write_tables(results)
-        if rec["status"] == "ok":
-            _report_step(console, "figures", lambda: report.draw_run(results, rec))
-        tracking.emit("on_run_end", info, rec, sorted(run_dir.glob("*.png")))
+        tasks.append(Task(i, run, suite.run_id(run)))
+    failed = 0
+    infos: dict[str, RunInfo] = {}
+    beside = Beside()
+    with SuiteProgress(console, len(suite.runs), len(tasks), executor.workers) as display:
+        def on_event(task: Task, kind: str, payload: dict) -> None:
+            if kind == "start":
+                infos[task.run_id] = run_info(suite, task.run, task.run_id, out / "runs" / task.run_id)
+                tracking.emit("on_run_start", infos[task.run_id])
+                beside.start(task.run_id)
+                display.start(task)
+            elif kind == "progress":
+                display.update(task, payload)
+            elif kind == "retry":
+                beside.stop(task.run_id)
+                display.retry(task, payload.get("reason", ""))
+            elif kind in ("train_log", "eval_log") and tracking and task.run_id in infos:
+                tracking.emit(f"on_{kind}", infos[task.run_id], payload["step"],
+                              {k: v for k, v in payload.items() if k != "step"})
+
+        for task, output in executor.run(tasks, on_event, data):
+            if isinstance(output, WorkerDied):
+                output = RunOutput(dict(new_record(suite, task.run, task.run_id, data, torch.device(executor.device)),
+                                        status="failed", error=f"WorkerDied: {output}", finished=record.utc_now()))
+            rec = output.record
+            rec["parallel"] = {"workers": executor.workers, "ran_beside": beside.stop(task.run_id)}
+            run_dir = out / "runs" / task.run_id
+            for name, content in output.files.items():
+                if name in RUN_FILES:  # what execute_run makes; nothing else lands in the folder
+                    files.write_bytes(run_dir / name, content)
+            for warning in output.warnings:
+                console.print(messages.warning(warning))
+            if rec["status"] == "ok":
+                reasons = speed.judge(rec, peak, fastest.get(task.run.label), suite.budget.limits())
+                if reasons:
+                    console.print(messages.warning(f"{task.run.label} seed {task.run.seed} looks contended: "
+                                                   f"{'; '.join(reasons)}. Under a seconds budget its scores "
+                                                   f"reflect the load; {speed.HINT}"), soft_wrap=True)
+                _note_speed(fastest, rec)
+            failed += rec["status"] != "ok"
+            record.write_json(run_dir / record.RECORD, rec)
+            display.finish(task, rec, _outcome(display.name(task), rec, run_dir))
+            results = store.load(out)
+            report.write_tables(results)
+            if rec["status"] == "ok":
+                _report_step(console, "figures", lambda: report.draw_run(results, rec))
+            info = infos.get(task.run_id) or run_info(suite, task.run, task.run_id, run_dir)
+            tracking.emit("on_run_end", info, rec, sorted(run_dir.glob("*.png")))
     return failed
+
+
+RUN_FILES = ("model.pt", snapshot.SNAPSHOT, "error.log")
+
+
+class Beside:
+    """How many other runs ran at the same time as each run, at most."""
+
+    def __init__(self):
+        self.running: dict[str, int] = {}
+
+    def start(self, run_id: str) -> None:
+        self.running[run_id] = 0
+        for other in self.running:
+            self.running[other] = max(self.running[other], len(self.running) - 1)
+
+    def stop(self, run_id: str) -> int:
+        return self.running.pop(run_id, 0)
+
+
+def _outcome(name: str, rec: dict, run_dir: Path) -> str:
+    """The line printed when a run comes back."""
+    if rec["status"] != "ok":
+        where = f" (traceback in {run_dir / 'error.log'})" if (run_dir / "error.log").is_file() else ""
+        return f"{escape(name)}: [red]failed[/]: {escape(rec.get('error', ''))}{escape(where)}"
+    shown_ = ", ".join(f"{k} {v:.3f}" for k, v in rec["metrics"].items() if v is not None)
+    return f"{escape(name)}: {escape(shown_) or 'no applicable metrics'} (eval {rec['eval_seconds']:.1f} s)"
 
 
 def _note_speed(fastest: dict[str, float], rec: dict) -> None:
@@ -310,87 +375,3 @@ def _report_step(console: Console, what: str, fn) -> None:
     except Exception as err:
         console.print(messages.warning(f"could not write the {what}: {type(err).__name__}: {err} "
                                        f"(rebuild with `genbench report`)"))
-
-
-def execute_run(suite: Suite, run: RunSpec, run_id: str, run_dir: Path, registry: Registry,
-                data: DeviceData, device: torch.device, console: Console, counter: str,
-                tracking: Tracking | None = None, info: RunInfo | None = None) -> dict:
-    """Train and score one run; a failure becomes a record with status 'failed'.
-
-    With ``tracking``, the loggers get the run's training losses and curve scores.
-    """
-    rec = {"schema_version": schema.SCHEMA_VERSION, "run_id": run_id, "label": run.label, "model": run.model, "seed": run.seed,
-           "options": run.options_dict(), "dataset": suite.dataset_dict(),
-           "eval_split": data.eval_split, "batch_size": suite.batch_size,
-           "budget": suite.budget.limits(), "config_hash": suite.run_hash(run),
-           "metrics_requested": list(suite.metrics), "evaluation": as_dict(suite.evaluation),
-           "metric_options": suite.metric_options_dict(), "training": as_dict(suite.training),
-           "device": str(device), "versions": record.versions(),
-           "started": record.utc_now(), "status": "running"}
-    metrics = [registry.metrics[m] for m in suite.metrics]
-    rec["metric_info"] = {m.name: m.info() for m in metrics}
-    try:
-        seed_everything(run.seed)
-        model = registry.models[run.model](run.options, data.info).to(device)
-        model.optimizers = model.configure_optimizers()
-        wrap = precision.prepare(model, suite.training, device)
-        score = None
-        if suite.evaluation.curve_metrics:
-            score = subset_evaluator(model, data, [registry.metrics[m] for m in suite.evaluation.curve_metrics],
-                                     suite.evaluation, run.seed, suite.metric_options)
-        with _progress(console) as progress:
-            task = progress.add_task(escape(f"{counter} {run.label} seed {run.seed}"), total=1.0, info="")
-            def show(clock, losses):
-                shown = " ".join(f"{k} {v:.3g}" for k, v in list(losses.items())[:3])
-                progress.update(task, completed=clock.fraction(),
-                                info=f"step {clock.steps} {shown} | {clock.left()}")
-            result = train(model, data, suite.budget.limits(), suite.batch_size, run.seed, show,
-                           score=score, score_every=suite.evaluation.curve_every,
-                           on_log=_forward(tracking, "on_train_log", info), on_eval=_forward(tracking, "on_eval_log", info),
-                           precision=wrap)
-        rec.update(budget_used=result.used, stopped_by=result.stopped_by,
-                   final_losses=result.final, history=result.history, throughput=result.throughput,
-                   step_flops=result.step_flops)
-        if score is not None:
-            rec.update(eval_history=result.eval_history, curve_seconds=result.eval_seconds,
-                       curve_images=min(suite.evaluation.curve_images, len(data.eval)))
-        if suite.save_models:  # before scoring: a model that trained is never lost to a metric
-            # Serialised in memory first: torch's writer reports a full disk as a RuntimeError.
-            buffer = io.BytesIO()
-            torch.save({"model": run.model, "options": run.options_dict(), "state_dict": model.state_dict(),
-                        "optimizers": {k: o.state_dict() for k, o in model.optimizers.items()}}, buffer)
-            files.write_bytes(run_dir / "model.pt", buffer.getvalue())
-        started = time.perf_counter()
-        rec["metrics"], details = evaluate(model, data, metrics, suite.evaluation, run.seed, suite.metric_options)
-        rec["metric_errors"] = details.pop("errors", {})
-        rec["metric_details"] = details
-        for name, failure in rec["metric_errors"].items():
-            console.print(messages.warning(f"metric '{name}' failed for {run.label} seed {run.seed}: "
-                                           f"{failure['error']} (the traceback is in the record)"))
-        rec["eval_seconds"] = round(time.perf_counter() - started, 3)
-        _report_step(console, "figure snapshot", lambda: snapshot.save(
-            run_dir / snapshot.SNAPSHOT, snapshot.take(model, data, run.seed, suite.report.latent_points)))
-        rec["status"] = "ok"
-        shown = ", ".join(f"{k} {v:.3f}" for k, v in rec["metrics"].items() if v is not None)
-        console.print(f"  {escape(shown) or 'no applicable metrics'} (eval {rec['eval_seconds']:.1f} s)")
-    except (KeyboardInterrupt, files.OutputError):
-        raise  # Ctrl-C, or a folder that cannot take files: stop the suite, keep what is written
-    except Exception as err:  # one broken run must not take the suite down
-        rec.update(status="failed", error=f"{type(err).__name__}: {err}")
-        record.write_text(run_dir / "error.log", traceback.format_exc())
-        console.print(f"  [red]failed[/]: {escape(rec['error'])} (traceback in {escape(str(run_dir / 'error.log'))})")
-    rec["finished"] = record.utc_now()
-    return rec
-
-
-def _forward(tracking: Tracking | None, event: str, info: RunInfo | None):
-    """A training-loop callback that sends each logged entry to the loggers (None without any)."""
-    if not tracking:
-        return None
-    return lambda entry: tracking.emit(event, info, entry["step"], {k: v for k, v in entry.items() if k != "step"})
-
-
-def _progress(console: Console) -> Progress:
-    return Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
-                    TextColumn("{task.fields[info]}"), TimeElapsedColumn(), console=console)
-

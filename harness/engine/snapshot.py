@@ -115,10 +115,14 @@ def _u8(images: Tensor) -> np.ndarray:
     return images.clamp(0, 1).mul(255).round().to(torch.uint8).cpu().numpy()
 
 
-def save(path: Path, arrays: dict[str, np.ndarray]) -> None:
+def to_bytes(arrays: dict[str, np.ndarray]) -> bytes:
     buffer = io.BytesIO()
     np.savez_compressed(buffer, **arrays)
-    write_bytes(path, buffer.getvalue())
+    return buffer.getvalue()
+
+
+def save(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    write_bytes(path, to_bytes(arrays))
 
 
 MAX_BYTES = 512 * 2**20  # uncompressed; a real snapshot is about 2 MB

@@ -90,6 +90,8 @@ FIELDS: dict[str, Field] = {
                         "seconds of the untimed first steps (FLOP counting, compilation), fp16's final grad_scale"),
     "step_flops": Field(False, _opt(_list_of(_mapping)), "a list of mappings",
                         "FLOPs counted for each distinct kind of training step (batch size, key)"),
+    "parallel": Field(False, _opt(_entry), "a mapping of numbers",
+                      "workers: runs the suite ran at once; ran_beside: most other runs running during this one"),
     "contended": Field(False, _opt(_list_of(_text(1000))), "a list of strings",
                        "under a seconds budget, why the run looks crowded out by other work (empty: it does not)"),
     "stopped_by": Field(False, _opt(_text(40)), "a string", "the budget limit that ended training"),
