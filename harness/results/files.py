@@ -182,7 +182,13 @@ class FolderLock:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            holder = os.read(fd, 4096).decode("utf-8", "replace").strip() or "another process"
+            holder = ""
+            for _ in range(25):  # the holder may have the lock but not yet have written its name
+                holder = os.pread(fd, 4096, 0).decode("utf-8", "replace").strip()
+                if holder:
+                    break
+                time.sleep(0.02)
+            holder = holder or "another process"
             os.close(fd)
             raise UserError(f"{self.path.parent} is in use by {holder}; wait for it to finish, "
                             f"or choose another --out") from None
