@@ -104,3 +104,20 @@ def test_prepare_subsets_and_validation_split(registry, write_suite):
     assert data.info.train_size == 1000 and data.info.class_names[9] == "Ankle boot"
     again = load_data(suite, registry, torch.device("cpu"), download=False)
     assert torch.equal(data.eval.images, again.eval.images)  # the split is fixed
+    assert torch.bincount(data.eval.labels).tolist() == [500] * 10  # and stratified: 6,000 of each class
+
+
+def test_the_validation_split_is_class_stratified_exact_and_fixed():
+    from genbench.engine.data import stratified_holdout
+
+    g = torch.Generator().manual_seed(0)
+    labels = torch.cat([torch.full((n,), c) for c, n in enumerate([500, 300, 150, 49, 1])])[torch.randperm(1000, generator=g)]
+    held, kept = stratified_holdout(labels, 101, seed=1234)
+    assert len(held) == 101 and len(kept) == 899
+    assert sorted(torch.cat([held, kept]).tolist()) == list(range(1000))  # a partition
+    counts = torch.bincount(labels[held], minlength=5)
+    exact = torch.tensor([500, 300, 150, 49, 1]) * 101 / 1000
+    assert torch.all((counts - exact).abs() < 1)  # each class within one image of its share
+    again = stratified_holdout(labels, 101, seed=1234)
+    assert torch.equal(held, again[0]) and torch.equal(kept, again[1])
+    assert not torch.equal(held, stratified_holdout(labels, 101, seed=7)[0])

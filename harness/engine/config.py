@@ -35,7 +35,8 @@ class DatasetConfig:
     root: Optional[str] = option(None, "folder looked at first for the data files")
     subset: Optional[int] = option(None, "use only the first N training images", min=1)
     test_subset: Optional[int] = option(None, "evaluate on only the first N images", min=1)
-    validation: int = option(0, "hold out N training images as a validation split", min=0)
+    validation: int = option(0, "hold out N training images as a validation split (fixed, class-stratified)",
+                             min=0)
     eval_split: Literal["test", "validation"] = option("test", "the split runs are scored on")
     download: bool = option(True, "allow a torchvision download when no local copy is found")
     options: dict = option(default_factory=dict, help="data-set-specific options")

@@ -54,6 +54,23 @@ class DeviceData:
 VALIDATION_SEED = 1234  # fixed, so every run and seed shares one validation split
 
 
+def stratified_holdout(labels: torch.Tensor, size: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Indices of ``size`` images held out with each class in its share of ``labels``
+    (largest remainders round the shares to whole images), and of the rest; both in one
+    seeded random order, so the split is the same for every run, seed and model."""
+    order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed))
+    classes, counts = labels.unique(return_counts=True)
+    exact = counts.double() * size / len(labels)
+    quota = exact.floor().long()
+    short = size - int(quota.sum())
+    quota[torch.argsort(exact - quota, descending=True, stable=True)[:short]] += 1
+    held = torch.zeros(len(labels), dtype=torch.bool)
+    shuffled = labels[order]
+    for c, q in zip(classes.tolist(), quota.tolist()):
+        held[order[shuffled == c][:q]] = True
+    return order[held[order]], order[~held[order]]
+
+
 def load_split(dataset: Dataset, split: str, root: Path | None, download: bool) -> ImageSet:
     """One split from a data set plugin; any failure is one line naming the data set."""
     try:
@@ -85,8 +102,8 @@ def prepare(dataset: Dataset, config, device: torch.device, download: bool = Tru
         if config.validation >= len(train):
             raise UserError(f"dataset.validation: {config.validation} is not below the "
                             f"{len(train)} training images")
-        order = torch.randperm(len(train), generator=torch.Generator().manual_seed(VALIDATION_SEED))
-        validation, train = train.take(order[:config.validation]), train.take(order[config.validation:])
+        held, kept = stratified_holdout(train.labels, config.validation, VALIDATION_SEED)
+        validation, train = train.take(held), train.take(kept)
         if config.eval_split == "validation":
             eval_set = validation
     if config.subset:
