@@ -48,10 +48,10 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)  # also seeds every CUDA device
 
 
-def load_run_data(suite: Suite, registry: Registry, device: torch.device) -> DeviceData:
-    """The suite's data in a worker process (the driver has checked everything already)."""
+def load_run_data(suite: Suite, registry: Registry, device: torch.device, download: bool = False) -> DeviceData:
+    """The suite's data, unchecked: in a worker process the driver has checked it already."""
     dataset = registry.datasets[suite.dataset.name](suite.dataset_options)
-    return prepare(dataset, suite.dataset, device, download=False)
+    return prepare(dataset, suite.dataset, device, download=download and suite.dataset.download)
 
 
 def new_record(suite: Suite, run: RunSpec, run_id: str, data: DeviceData, device: torch.device) -> dict:

@@ -165,13 +165,8 @@ class Processes:
         """A worker's pipe closed: it died. Retry its run once, then report the run as died."""
         worker.proc.join(5.0)
         self.pool.remove(worker)
-        how = _exit_reason(worker.proc.exitcode)
-        task = worker.task
-        if task is not None and task.attempt == 1:
-            on_event(task, "retry", {"reason": how})
-            waiting.insert(0, dataclasses.replace(task, attempt=2))
-        elif task is not None:
-            yield task, WorkerDied(f"its worker process {how}, twice (the run was retried once)")
+        if worker.task is not None:
+            yield from retry_or_give_up(worker.task, _exit_reason(worker.proc.exitcode), waiting, on_event)
         if worker.ready and (waiting or any(w.task for w in self.pool)):
             self._start_worker()  # a worker that never got ready would only die again
 
@@ -198,6 +193,16 @@ class WorkerStartFailed(RuntimeError):
 
 class WorkerDied(RuntimeError):
     """What an executor yields, instead of a run's output, for a run whose worker died."""
+
+
+def retry_or_give_up(task: Task, how: str, waiting: list[Task], on_event: OnEvent):
+    """A run whose worker died: put it back at the front of the queue once; the second
+    time, yield it with a :class:`WorkerDied` for the driver to record as failed."""
+    if task.attempt == 1:
+        on_event(task, "retry", {"reason": how})
+        waiting.insert(0, dataclasses.replace(task, attempt=2))
+    else:
+        yield task, WorkerDied(f"its worker process {how}, twice (the run was retried once)")
 
 
 def _exit_reason(code: int | None) -> str:

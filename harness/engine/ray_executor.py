@@ -12,7 +12,6 @@ killed, its node lost) is replaced and its run retried once, as with local worke
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterator
 
 import torch
@@ -21,7 +20,7 @@ from ..errors import UserError
 from .config import Suite
 from .data import DeviceData
 from .execute import RunOutput, execute_run
-from .executors import OnEvent, Task, WorkerDied, blas_env
+from .executors import OnEvent, Task, WorkerDied, blas_env, retry_or_give_up
 
 
 def import_ray():
@@ -43,10 +42,6 @@ class RunActor:
         self.device = torch.device(device)
         self.registry = get_registry()
         self.data = data.to(self.device)
-
-    def pid(self) -> int:
-        import os
-        return os.getpid()
 
     def run(self, task: Task) -> RunOutput:
         def emit(kind, payload):
@@ -108,13 +103,8 @@ class RayRuns:
                 try:
                     output = ray.get(ref)
                 except ray.exceptions.RayActorError as err:
-                    self._forget(actor)
-                    how = _death(err)
-                    if task.attempt == 1:
-                        on_event(task, "retry", {"reason": how})
-                        waiting.insert(0, dataclasses.replace(task, attempt=2))
-                    else:
-                        yield task, WorkerDied(f"its worker process {how}, twice (the run was retried once)")
+                    self.actors.remove(actor)
+                    yield from retry_or_give_up(task, _death(err), waiting, on_event)
                     if waiting:
                         idle.append(self._new_actor())
                     continue
@@ -130,10 +120,6 @@ class RayRuns:
                 return
             if run_id in by_id:
                 on_event(by_id[run_id], kind, payload)
-
-    def _forget(self, actor) -> None:
-        if actor in self.actors:
-            self.actors.remove(actor)
 
     def close(self) -> None:
         for actor in self.actors:

@@ -20,9 +20,9 @@ from ..render import figures, leaderboard, report
 from ..results import files, record, store
 from . import parallel, precision, snapshot, speed
 from .config import Suite, load_suite
-from .data import DeviceData, prepare
+from .data import DeviceData
 from .evaluate import check_metrics
-from .execute import RunOutput, new_record
+from .execute import RunOutput, load_run_data, new_record
 from .executors import Task, WorkerDied
 from .pluginmanager import Registry
 from .progress import SuiteProgress
@@ -126,8 +126,7 @@ def _read_env(out: Path) -> dict:
 def load_data(suite: Suite, registry: Registry, device: torch.device, download: bool = True,
               console: Console | None = None, metrics: list[str] | None = None) -> DeviceData:
     """The suite's data on the device, after checking its metrics (or ``metrics``) can use it."""
-    dataset = registry.datasets[suite.dataset.name](suite.dataset_options)
-    data = prepare(dataset, suite.dataset, device, download=download and suite.dataset.download)
+    data = load_run_data(suite, registry, device, download)
     names = suite.metrics if metrics is None else metrics
     too_small = speed.check_flop_budget(suite, registry, data) + precision.check(suite.training, device)
     if too_small:

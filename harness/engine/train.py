@@ -88,12 +88,14 @@ def train(model: Model, data: DeviceData, limits: dict[str, float], batch_size: 
             with precision.autocast():
                 if key in costs:
                     losses = model.train_step(batch, step)
-                    fresh.discard(key)
                 else:
                     losses, costs[key] = speed.counted_step(model, batch, step)
                     _check_scaled(model, precision)
-                    fresh.add(key)
             if not timed:
+                if key in fresh:  # its compiling step is done
+                    fresh.discard(key)
+                elif precision.compiles:  # counted just now; the next step of its kind compiles
+                    fresh.add(key)
                 _sync(device)
                 untimed += time.perf_counter() - started
                 clock.start()
