@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Install genbench into ./.venv; README.md and .ci/run both use this script.
-#   ./install.sh          genbench (with t-SNE support) + Fashion-MNIST from Debian's package
+#   ./install.sh          genbench (with t-SNE and Optuna search support) + Fashion-MNIST from Debian's package
 #   ./install.sh --test   genbench + the test tools + Debian's chromium for the report.html test
 #                         (tests read data from $GENBENCH_DATA)
 # constraints.txt pins the torch/torchvision pair so pip never pulls a newer torch
 # (and with it several GB of CUDA packages) on a CPU machine.
 set -euo pipefail
 cd "$(dirname "$0")"
-extras="[tsne]"
+extras="[tsne,optuna]"
 packages="dataset-fashion-mnist"
 if [ "${1:-}" = "--test" ]; then extras="[test]"; packages="chromium"; fi
 

@@ -290,9 +290,10 @@ def cmd_validate(args, registry) -> int:
             else:
                 data = load_data(suite, registry, device, download=False)
             console.print(messages.escape(
-                f"{path}: ok: suite '{suite.name}', {len(suite.runs)} runs "
-                f"({len({r.label for r in suite.runs})} configurations x {len(suite.seeds)} seeds)"
-                + ("" if args.no_data else f", {len(data.train)} training images")), soft_wrap=True)
+                f"{path}: ok: suite '{suite.name}', {suite.describe_runs()}"
+                + ("" if args.no_data else f", {len(data.train)} training images"
+                   + (f", {len(data.validation)} validation images" if data.validation is not None else ""))),
+                soft_wrap=True)
         except UserError as e:
             problems.extend(e.lines if e.lines[0].startswith(path) else [f"{path}: {l}" for l in e.lines])
     if problems:

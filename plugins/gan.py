@@ -8,7 +8,7 @@ non-saturating generator loss, all from discriminator logits.
 from __future__ import annotations
 
 import dataclasses
-from typing import Literal
+from typing import Literal, Optional
 
 import torch
 import torch.nn.functional as F
@@ -25,17 +25,33 @@ class GANOptions:
         "dense", "dense: MLP pair 256-512; dcgan: transposed-conv generator, conv discriminator")
     prior: Literal["normal", "uniform"] = option("normal", "noise distribution: N(0, I) or U(-1, 1)")
     hidden_dim: int = option(256, "width of the first dense layer (dense) or base channels x4 (dcgan)", min=1)
-    lr: float = option(2e-4, "Adam learning rate of both networks", min=0)
+    lr: float = option(2e-4, "Adam learning rate of the generator (and of the discriminator unless d_lr is set)",
+                       min=0)
+    d_lr: Optional[float] = option(None, "Adam learning rate of the discriminator (default: lr)", min=0)
     beta1: float = option(0.5, "Adam beta1 of both networks", min=0, max=1)
+    output: Literal["sigmoid", "tanh"] = option(
+        "sigmoid", "generator output: sigmoid in [0, 1] (the data's range), or tanh in [-1, 1] with the "
+        "discriminator seeing the data scaled to [-1, 1] too")
+    d_dropout: float = option(0.0, "dropout after each hidden layer of the dense discriminator", min=0, max=0.9)
+    spectral_norm: bool = option(False, "spectral normalisation of the discriminator's weight layers "
+                                 "(Miyato et al. 2018)")
 
 
-def dense_pair(z: int, d: int, h: int) -> tuple[nn.Module, nn.Module]:
+def dense_pair(z: int, d: int, h: int, dropout: float = 0.0) -> tuple[nn.Module, nn.Module]:
     generator = nn.Sequential(
         nn.Linear(z, h), nn.LeakyReLU(0.2), nn.Linear(h, 2 * h), nn.LeakyReLU(0.2), nn.Linear(2 * h, d))
+    drop = [nn.Dropout(dropout)] if dropout else []
     discriminator = nn.Sequential(
-        nn.Flatten(), nn.Linear(d, 2 * h), nn.LeakyReLU(0.2), nn.Linear(2 * h, h), nn.LeakyReLU(0.2),
+        nn.Flatten(), nn.Linear(d, 2 * h), nn.LeakyReLU(0.2), *drop, nn.Linear(2 * h, h), nn.LeakyReLU(0.2), *drop,
         nn.Linear(h, 1))
     return generator, discriminator
+
+
+def with_spectral_norm(net: nn.Module) -> nn.Module:
+    for name, layer in list(net.named_children()):
+        if isinstance(layer, (nn.Linear, nn.Conv2d)):
+            setattr(net, name, nn.utils.parametrizations.spectral_norm(layer))
+    return net
 
 
 def dcgan_pair(z: int, shape: tuple[int, int, int], h: int) -> tuple[nn.Module, nn.Module]:
@@ -62,15 +78,18 @@ class GAN(genbench.Model):
     def __init__(self, options: GANOptions, data: genbench.DataInfo):
         super().__init__(options, data)
         if options.architecture == "dense":
-            self.generator, self.discriminator = dense_pair(options.latent_dim, data.num_pixels, options.hidden_dim)
+            self.generator, self.discriminator = dense_pair(options.latent_dim, data.num_pixels, options.hidden_dim,
+                                                            options.d_dropout)
         else:
             self.generator, self.discriminator = dcgan_pair(options.latent_dim, data.image_shape, options.hidden_dim)
+        if options.spectral_norm:
+            with_spectral_norm(self.discriminator)
 
     def configure_optimizers(self):
-        def adam(net):
-            return torch.optim.Adam(net.parameters(), lr=self.options.lr, betas=(self.options.beta1, 0.999),
-                                    fused=self.fused)
-        return {"generator": adam(self.generator), "discriminator": adam(self.discriminator)}
+        def adam(net, lr):
+            return torch.optim.Adam(net.parameters(), lr=lr, betas=(self.options.beta1, 0.999), fused=self.fused)
+        d_lr = self.options.lr if self.options.d_lr is None else self.options.d_lr
+        return {"generator": adam(self.generator, self.options.lr), "discriminator": adam(self.discriminator, d_lr)}
 
     def noise(self, n: int) -> torch.Tensor:
         if self.options.prior == "uniform":
@@ -80,13 +99,19 @@ class GAN(genbench.Model):
     def generate_logits(self, n: int) -> torch.Tensor:
         return self.generator(self.noise(n)).view(-1, *self.data.image_shape)
 
+    def generate(self, n: int) -> torch.Tensor:
+        """Images in the discriminator's range: [0, 1] for a sigmoid output, [-1, 1] for tanh."""
+        out = self.generate_logits(n)
+        return torch.tanh(out) if self.options.output == "tanh" else torch.sigmoid(out)
+
     def train_step(self, batch, step):
         n = len(batch.x)
         ones = torch.ones(n, 1, device=batch.x.device)
         zeros = torch.zeros(n, 1, device=batch.x.device)
-        fake = torch.sigmoid(self.generate_logits(n))
+        fake = self.generate(n)
+        real = batch.x * 2 - 1 if self.options.output == "tanh" else batch.x
         # Discriminator: real -> 1, fake -> 0 (fake detached: no generator gradients).
-        d_real = self.discriminator(batch.x)
+        d_real = self.discriminator(real)
         d_fake = self.discriminator(fake.detach())
         d_loss = (F.binary_cross_entropy_with_logits(d_real, ones)
                   + F.binary_cross_entropy_with_logits(d_fake, zeros))
@@ -99,7 +124,8 @@ class GAN(genbench.Model):
                 "d_real": torch.sigmoid(d_real).mean().detach(), "d_fake": torch.sigmoid(d_fake).mean().detach()}
 
     def sample(self, n, labels=None):
-        return torch.sigmoid(self.generate_logits(n))
+        images = self.generate(n)
+        return (images + 1) / 2 if self.options.output == "tanh" else images
 
 
 @genbench.hookimpl

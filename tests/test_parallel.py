@@ -243,3 +243,36 @@ def test_the_drivers_loggers_get_every_workers_training_logs(tmp_path, write_sui
     for run_id, rec in recs.items():  # every entry of every worker's history, in order
         assert Collect.logs[run_id] == rec["history"]
         assert Collect.logs[("eval", run_id)] == rec["eval_history"]
+
+
+SEARCH = """
+name: tuned
+dataset: {name: mnist, subset: 1024, test_subset: 256, validation: 256}
+budget: {steps: 20}
+seeds: [0]
+batch_size: 64
+metrics: [bce, kl]
+trials: 3
+sampler: tpe
+runs:
+  - model: vae
+    options: {hidden_dim: 32}
+    search: {lr: {loguniform: [1.0e-3, 1.0e-2]}, latent_dim: {int: [2, 8]}}
+  - model: beta_vae
+    options: {hidden_dim: 16}
+    search: {beta: {uniform: [1.0, 4.0]}}
+"""
+
+
+def test_a_search_on_two_workers_draws_and_scores_the_serial_search_trials(tmp_path, write_suite):
+    path = write_suite(SEARCH)
+    serial = _run(["run", str(path), "--out", "serial", "--threads", "1"], tmp_path)
+    assert serial.returncode == 0, serial.stderr
+    parallel = _run(["run", str(path), "--out", "parallel", "--workers", "2"], tmp_path)
+    assert parallel.returncode == 0, parallel.stderr
+    a, b = _records(tmp_path / "serial"), _records(tmp_path / "parallel")
+    assert sorted(a) == sorted(b) and len(a) == 8  # 2 entries x 3 trials, and one final run each
+    for run_id, rec in a.items():
+        assert b[run_id]["metrics"] == rec["metrics"] and b[run_id].get("trial") == rec.get("trial")
+        assert b[run_id]["parallel"]["workers"] == 2
+    assert (tmp_path / "serial" / "tuning.csv").read_text() == (tmp_path / "parallel" / "tuning.csv").read_text()

@@ -15,94 +15,45 @@ import json
 import math
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal, Optional, Union
+from typing import Any, Optional
 
 import yaml
 
 from ..api import options as opt
 from ..api.metric import EvalOptions
-from ..api.options import option
 from ..errors import ConfigErrors, did_you_mean, shown
 from ..results.files import slug
 from . import yamlfile
 from .pluginmanager import Registry
 from .precision import TrainingOptions
+from .searchspace import Search, check_searches, parse_space
+from .suitefile import BudgetConfig, DatasetConfig, ReportOptions, RunEntry, SuiteFile
 
 
 @dataclasses.dataclass(frozen=True)
-class DatasetConfig:
-    name: str = option(help="registered data set name, e.g. mnist or fashion_mnist")
-    root: Optional[str] = option(None, "folder looked at first for the data files")
-    subset: Optional[int] = option(None, "use only the first N training images", min=1)
-    test_subset: Optional[int] = option(None, "evaluate on only the first N images", min=1)
-    validation: int = option(0, "hold out N training images as a validation split (fixed, class-stratified)",
-                             min=0)
-    eval_split: Literal["test", "validation"] = option("test", "the split runs are scored on")
-    download: bool = option(True, "allow a torchvision download when no local copy is found")
-    options: dict = option(default_factory=dict, help="data-set-specific options")
+class TrialSpec:
+    """What makes a run a trial of a search: scored on the validation split by one metric."""
 
+    search: str                          # the searched entry's label
+    study: str                           # the Optuna study's name
+    number: int                          # 0-based
+    metric: str
+    params: tuple[tuple[str, Any], ...]  # the drawn options
 
-@dataclasses.dataclass(frozen=True)
-class BudgetConfig:
-    seconds: Optional[float] = option(None, "training wall-clock seconds (evaluation excluded); means "
-                                      "'on this machine, at this load'")
-    flops: Optional[float] = option(None, "floating-point operations of training (matmuls and convolutions, "
-                                    "forward and backward); the same on every machine, e.g. 5e12")
-    steps: Optional[int] = option(None, "optimisation steps")
-    epochs: Optional[float] = option(None, "passes over the training split")
-
-    def limits(self) -> dict[str, float]:
-        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
-
-
-@dataclasses.dataclass(frozen=True)
-class ReportOptions:
-    """The suite's ``report:`` section: how figures are drawn (never what is trained)."""
-
-    latent_projection: Literal["pca", "tsne"] = option(
-        "pca", "how latents above 2-D are drawn in 2-D: PCA, or t-SNE (needs scikit-learn: genbench[tsne])")
-    latent_points: int = option(2000, "test images in the latent scatter plot", min=10)
-
-
-@dataclasses.dataclass(frozen=True)
-class RunEntry:
-    model: str = option(help="registered model name")
-    label: Optional[str] = option(None, "name on the leaderboard (default: model and options)")
-    options: dict = option(default_factory=dict, help="model options")
-    sweep: dict = option(default_factory=dict, help="option -> list of values; one run per combination")
-
-
-@dataclasses.dataclass(frozen=True)
-class SuiteFile:
-    """The top level of a suite file, as written."""
-
-    name: str = option(help="suite name; also the default results folder")
-    # dataset, budget and runs are checked in detail by their own dataclasses below.
-    dataset: dict = option(help="the data set every run trains and is scored on (DatasetConfig)")
-    budget: dict = option(help="the equal budget each run gets; the first limit reached ends training")
-    runs: list = option(help="the models to compare (RunEntry each)")
-    description: str = option("", "one line for reports")
-    seeds: tuple[int, ...] = option((0,), "one run per seed per configuration", min=0, max=2**63 - 1)
-    batch_size: int = option(128, "training batch size", min=1)
-    metrics: tuple[Union[str, dict], ...] = option(
-        ("bce", "kl"), "metrics to compute: a registered name, or {name: NAME, option: value, ...}")
-    primary_metric: Optional[str] = option(None, "leaderboard sort key (default: first metric)")
-    save_models: bool = option(True, "save each trained model's state as model.pt")
-    loggers: tuple[Union[str, dict], ...] = option(
-        (), "experiment trackers that follow the runs: a registered name, or {name: NAME, option: value}")
-    evaluation: dict = option(default_factory=dict, help="evaluation options (EvalOptions)")
-    training: dict = option(default_factory=dict, help="precision and compilation of training (TrainingOptions)")
-    report: dict = option(default_factory=dict, help="figure options (ReportOptions)")
+    def as_dict(self) -> dict:
+        return {"search": self.search, "study": self.study, "number": self.number, "metric": self.metric,
+                "params": {k: list(v) if isinstance(v, tuple) else v for k, v in self.params}}
 
 
 @dataclasses.dataclass(frozen=True)
 class RunSpec:
-    """One training run: a configuration and a seed."""
+    """One training run: a configuration and a seed (and, for a trial, what it tries)."""
 
     label: str
     model: str
     options: Any  # the model's frozen Options instance
     seed: int
+    trial: Optional[TrialSpec] = None
 
     def options_dict(self) -> dict:
         return opt.as_dict(self.options)
@@ -129,8 +80,22 @@ class Suite:
     training: TrainingOptions = TrainingOptions()
     metric_options: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # name -> Options (or None)
     loggers: tuple[tuple[str, Any], ...] = ()  # (name, Options) of each selected logger
+    searches: tuple[Search, ...] = ()  # the searched entries; their final runs come after the search
+    trials: int = 0
+    sampler: str = "random"
+    search_seed: int = 1000
     warnings: tuple[str, ...] = ()  # deprecated settings that still work, for validate and run to show
     lines: Mapping[tuple, int] = dataclasses.field(default_factory=dict, repr=False, compare=False)
+
+    def describe_runs(self) -> str:
+        """``18 runs (6 configurations x 3 seeds)``, with the search's trials when it has one."""
+        configs = len({r.label for r in self.runs}) + len(self.searches)
+        runs = configs * len(self.seeds)
+        text = f"{runs} runs ({configs} configurations x {len(self.seeds)} seeds)"
+        if self.searches:
+            text += (f" after a search of {self.trials} trials x {len(self.searches)} searched configurations "
+                     f"({self.sampler} sampler) on the validation split")
+        return text
 
     def where(self, path: tuple, message: str) -> str:
         """A problem at ``path`` of the file, as ``FILE: path: message (line N)``."""
@@ -164,6 +129,10 @@ class Suite:
         for run in self.runs:
             configs.setdefault(run.label, {"label": run.label, "model": run.model,
                                            "options": run.options_dict()})
+        for s in self.searches:
+            configs[s.label] = {"label": s.label, "model": s.model, "options": dict(s.fixed),
+                                "search": s.written(), "search_metric": s.metric}
+        search = {"trials": self.trials, "sampler": self.sampler, "search_seed": self.search_seed}
         return {"name": self.name, "description": self.description, "dataset": dataset,
                 "budget": self.budget.limits(), "seeds": list(self.seeds),
                 "batch_size": self.batch_size, "metrics": self.metrics_resolved(),
@@ -171,7 +140,7 @@ class Suite:
                 "evaluation": opt.as_dict(self.evaluation), "training": opt.as_dict(self.training),
                 "report": opt.as_dict(self.report),
                 "loggers": [{"name": n, **opt.as_dict(o)} for n, o in self.loggers],
-                "runs": list(configs.values())}
+                **(search if self.searches else {}), "runs": list(configs.values())}
 
     def run_config(self, run: RunSpec) -> dict:
         """Everything that determines a run's outcome; its hash keys resume."""
@@ -179,6 +148,8 @@ class Suite:
                   "model": run.model, "options": run.options_dict(), "seed": run.seed}
         if self.training.as_config():
             config["training"] = self.training.as_config()
+        if run.trial is not None:  # scored elsewhere and otherwise: never the same run as a final one
+            config["trial"] = {"split": "validation", "metric": run.trial.metric}
         return config
 
     def run_hash(self, run: RunSpec) -> str:
@@ -281,14 +252,17 @@ def _validate(data: Any, reg: Registry, errors: list, warnings: list) -> Suite |
                 errors.append((("seeds", i), f"seed {seed} is listed twice; each seed gives one run"))
         if not top.runs:
             errors.append((("runs",), "list at least one run (a model to train)"))
-    runs = _expand_runs(data.get("runs"), top.seeds if top else (0,), reg, errors)
+    searched: list = []
+    runs = _expand_runs(data.get("runs"), top.seeds if top else (0,), reg, errors, searched)
+    searches = check_searches(top, searched, primary, dataset, reg, errors)
     if errors or top is None:
         return None
     return Suite(path="", name=top.name, description=top.description, dataset=dataset,
                  dataset_options=dataset_options, budget=budget, seeds=top.seeds,
                  batch_size=top.batch_size, metrics=metrics, primary_metric=primary,
                  save_models=top.save_models, runs=runs, evaluation=evaluation, report=report,
-                 metric_options=metric_options, loggers=loggers, training=training)
+                 metric_options=metric_options, loggers=loggers, training=training, searches=searches,
+                 trials=top.trials or 0, sampler=top.sampler, search_seed=top.search_seed)
 
 
 def _build_part(cls, data: dict, key: str, errors: list):
@@ -424,7 +398,9 @@ def importable(module: str) -> bool:
         return False
 
 
-def _expand_runs(entries: Any, seeds: tuple[int, ...], reg: Registry, errors: list) -> tuple[RunSpec, ...]:
+def _expand_runs(entries: Any, seeds: tuple[int, ...], reg: Registry, errors: list,
+                 searched: list) -> tuple[RunSpec, ...]:
+    """The fixed runs; entries with a search go to ``searched`` as (label, entry, space, where)."""
     if not isinstance(entries, list):
         return ()  # the missing or mistyped field is already reported by SuiteFile
     configs: list[tuple[str, str, Any]] = []
@@ -439,6 +415,19 @@ def _expand_runs(entries: Any, seeds: tuple[int, ...], reg: Registry, errors: li
                            f"{did_you_mean(entry.model, reg.models)}"))
             continue
         Options = reg.models[entry.model].Options
+        if entry.search_metric is not None and "search" not in raw:
+            errors.append((("runs", i, "search_metric"), "this entry has no search: its options are fixed"))
+        if "search" in raw:
+            if entry.sweep:
+                errors.append((("runs", i, "sweep"), "sweep and search cannot be combined in one run entry; "
+                               "search alone (a choice covers a sweep's values)"))
+                continue
+            base, errs = opt.build(Options, entry.options, ("runs", i, "options"))
+            errors.extend(errs)
+            space = parse_space(entry.search, Options, entry.options, ("runs", i, "search"), errors)
+            searched.append((_label(entry, {}), entry, space if base is not None else (), ("runs", i)))
+            configs.append((_label(entry, {}), entry.model, None, ("runs", i)))
+            continue
         valid_names = {f.name for f in dataclasses.fields(Options)}
         bad_sweep = False
         for key, values in entry.sweep.items():
@@ -474,7 +463,8 @@ def _expand_runs(entries: Any, seeds: tuple[int, ...], reg: Registry, errors: li
             errors.append((where + ("label",), f"two runs are both labelled '{label}' "
                            f"(also {opt.format_path(seen[label])}); give each a distinct label"))
         seen.setdefault(label, where)
-    return tuple(RunSpec(label, model, options, seed) for label, model, options, _ in configs for seed in seeds)
+    return tuple(RunSpec(label, model, options, seed) for label, model, options, _ in configs for seed in seeds
+                 if options is not None)
 
 
 def _label(entry: RunEntry, swept: dict) -> str:

@@ -29,10 +29,26 @@ class DeviceData:
     eval_split: str
     extractor: ExtractorSpec | None = None
     cache: dict = dataclasses.field(default_factory=dict)  # per-suite results, e.g. real features
+    validation: ImageSet | None = None  # the held-out split, when the suite sets one
 
     def to(self, device: torch.device | str) -> DeviceData:
         """The same data on ``device`` (with an empty cache: cached results stay where they were made)."""
-        return dataclasses.replace(self, train=self.train.to(device), eval=self.eval.to(device), cache={})
+        held = self.validation.to(device) if self.validation is not None else None
+        return dataclasses.replace(self, train=self.train.to(device), eval=self.eval.to(device), cache={},
+                                   validation=held)
+
+    def scored_on(self, split: str) -> DeviceData:
+        """This data with ``split`` as the one runs are scored on (one view per split, so
+        its cached real features are computed once)."""
+        if split == self.eval_split:
+            return self
+        if split != "validation" or self.validation is None:
+            raise ValueError(f"no {split} split in this data")
+        view = self.cache.get("view:validation")
+        if view is None:
+            view = dataclasses.replace(self, eval=self.validation, eval_split="validation", cache={})
+            self.cache["view:validation"] = view
+        return view
 
     def batches(self, batch_size: int, generator: torch.Generator) -> Iterator[Batch]:
         """One epoch of shuffled batches, sliced from the device tensors.
@@ -98,6 +114,7 @@ def prepare(dataset: Dataset, config, device: torch.device, download: bool = Tru
     if train.images.shape[1:] != eval_set.images.shape[1:]:
         raise DataError(f"data set '{dataset.name}': train images are {tuple(train.images.shape[1:])}, "
                         f"test images {tuple(eval_set.images.shape[1:])}")
+    validation = None
     if config.validation:
         if config.validation >= len(train):
             raise UserError(f"dataset.validation: {config.validation} is not below the "
@@ -113,4 +130,8 @@ def prepare(dataset: Dataset, config, device: torch.device, download: bool = Tru
     info = DataInfo(name=dataset.name, image_shape=tuple(train.images.shape[1:]),
                     num_classes=len(dataset.class_names) or int(train.labels.max()) + 1,
                     class_names=tuple(dataset.class_names), train_size=len(train))
-    return DeviceData(info, train.to(device), eval_set.to(device), config.eval_split, dataset.extractor)
+    eval_set = eval_set.to(device)
+    if validation is not None:  # one copy on the device when it is also the eval split
+        validation = eval_set if config.eval_split == "validation" else validation.to(device)
+    return DeviceData(info, train.to(device), eval_set, config.eval_split, dataset.extractor,
+                      validation=validation)

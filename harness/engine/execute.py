@@ -55,14 +55,18 @@ def load_run_data(suite: Suite, registry: Registry, device: torch.device, downlo
 
 
 def new_record(suite: Suite, run: RunSpec, run_id: str, data: DeviceData, device: torch.device) -> dict:
-    return {"schema_version": schema.SCHEMA_VERSION, "run_id": run_id, "label": run.label, "model": run.model,
-            "seed": run.seed, "options": run.options_dict(), "dataset": suite.dataset_dict(),
-            "eval_split": data.eval_split, "batch_size": suite.batch_size,
-            "budget": suite.budget.limits(), "config_hash": suite.run_hash(run),
-            "metrics_requested": list(suite.metrics), "evaluation": as_dict(suite.evaluation),
-            "metric_options": suite.metric_options_dict(), "training": as_dict(suite.training),
-            "device": str(device), "versions": record.versions(),
-            "started": record.utc_now(), "status": "running"}
+    rec = {"schema_version": schema.SCHEMA_VERSION, "run_id": run_id, "label": run.label, "model": run.model,
+           "seed": run.seed, "options": run.options_dict(), "dataset": suite.dataset_dict(),
+           "eval_split": "validation" if run.trial else data.eval_split, "batch_size": suite.batch_size,
+           "budget": suite.budget.limits(), "config_hash": suite.run_hash(run),
+           "metrics_requested": [run.trial.metric] if run.trial else list(suite.metrics),
+           "evaluation": as_dict(suite.evaluation),
+           "metric_options": suite.metric_options_dict(), "training": as_dict(suite.training),
+           "device": str(device), "versions": record.versions(),
+           "started": record.utc_now(), "status": "running"}
+    if run.trial:
+        rec["trial"] = run.trial.as_dict()
+    return rec
 
 
 def execute_run(suite: Suite, run: RunSpec, run_id: str, registry: Registry, data: DeviceData,
@@ -72,7 +76,10 @@ def execute_run(suite: Suite, run: RunSpec, run_id: str, registry: Registry, dat
     emit = emit or (lambda kind, payload: None)
     rec = new_record(suite, run, run_id, data, device)
     out = RunOutput(rec)
-    metrics = [registry.metrics[m] for m in suite.metrics]
+    trial = run.trial is not None  # a trial: scored on the validation split by one metric, nothing kept
+    if trial:
+        data = data.scored_on("validation")
+    metrics = [registry.metrics[m] for m in rec["metrics_requested"]]
     rec["metric_info"] = {m.name: m.info() for m in metrics}
     try:
         seed_everything(run.seed)
@@ -80,7 +87,7 @@ def execute_run(suite: Suite, run: RunSpec, run_id: str, registry: Registry, dat
         model.optimizers = model.configure_optimizers()
         wrap = precision.prepare(model, suite.training, device)
         score = None
-        if suite.evaluation.curve_metrics:
+        if suite.evaluation.curve_metrics and not trial:
             score = subset_evaluator(model, data, [registry.metrics[m] for m in suite.evaluation.curve_metrics],
                                      suite.evaluation, run.seed, suite.metric_options)
 
@@ -97,7 +104,7 @@ def execute_run(suite: Suite, run: RunSpec, run_id: str, registry: Registry, dat
         if score is not None:
             rec.update(eval_history=result.eval_history, curve_seconds=result.eval_seconds,
                        curve_images=min(suite.evaluation.curve_images, len(data.eval)))
-        if suite.save_models:  # kept even if scoring fails: a model that trained is never lost
+        if suite.save_models and not trial:  # kept even if scoring fails: a model that trained is never lost
             buffer = io.BytesIO()
             torch.save({"model": run.model, "options": run.options_dict(), "state_dict": model.state_dict(),
                         "optimizers": {k: o.state_dict() for k, o in model.optimizers.items()}}, buffer)
@@ -111,8 +118,9 @@ def execute_run(suite: Suite, run: RunSpec, run_id: str, registry: Registry, dat
                          f"(the traceback is in the record)" for name, failure in rec["metric_errors"].items()]
         rec["eval_seconds"] = round(time.perf_counter() - started, 3)
         try:  # the figures' arrays are an extra: a bug there must not fail a scored run
-            arrays = snapshot.take(model, data, run.seed, suite.report.latent_points)
-            out.files[snapshot.SNAPSHOT] = snapshot.to_bytes(arrays)
+            if not trial:
+                arrays = snapshot.take(model, data, run.seed, suite.report.latent_points)
+                out.files[snapshot.SNAPSHOT] = snapshot.to_bytes(arrays)
         except Exception as err:
             out.warnings.append(f"could not write the figure snapshot: {type(err).__name__}: {err} "
                                 f"(rebuild with `genbench report`)")

@@ -40,7 +40,8 @@ def rescore(out: Path, registry: Registry, metrics: list[str] | None = None, sui
     device = pick_device(device_name)
     with files.FolderLock(out, "rescore"):
         results = store.load(out)
-        runs = [r for r in results.records if r["status"] == "ok"]
+        # A search's trials keep no model and were scored on the validation split: not rescored.
+        runs = [r for r in results.records if r["status"] == "ok" and not r.get("trial")]
         missing = [r["run_id"] for r in runs if not (results.run_dir(r) / "model.pt").is_file()]
         for run_id in missing:
             console.print(messages.warning(f"{run_id}: no model.pt (save_models: false?); not rescored"))

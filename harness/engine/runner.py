@@ -14,19 +14,17 @@ from rich.markup import escape
 
 from .. import messages
 from ..api import extractor
-from ..api.logger import RunInfo
 from ..errors import UserError, shown
-from ..render import figures, leaderboard, report
+from ..render import leaderboard, report
 from ..results import files, record, store
-from . import parallel, precision, snapshot, speed
+from . import parallel, precision, search, speed
 from .config import Suite, load_suite
 from .data import DeviceData
+from .driver import Driver, _report_step
 from .evaluate import check_metrics
-from .execute import RunOutput, load_run_data, new_record
-from .executors import Task, WorkerDied
+from .execute import load_run_data
 from .pluginmanager import Registry
-from .progress import SuiteProgress
-from .tracking import Tracking, run_info, suite_info
+from .tracking import Tracking, suite_info
 
 
 def pick_device(name: str) -> torch.device:
@@ -42,7 +40,7 @@ def pick_device(name: str) -> torch.device:
 
 # What must match for runs of one folder to be pooled: anything that changes a run's
 # numbers. Seeds and configurations may be added on --resume; these may not change.
-RESUME_KEYS = ("name", "dataset", "budget", "batch_size", "metrics", "evaluation")
+RESUME_KEYS = ("name", "dataset", "budget", "batch_size", "metrics", "evaluation", "trials", "sampler", "search_seed")
 RESUME_VERSIONS = ("genbench", "torch", "torchvision", "torch-fidelity", "numpy")
 
 
@@ -84,7 +82,11 @@ def check_out_dir(suite: Suite, out: Path, resume: bool, device: torch.device,
         raise UserError(f"--resume: {out} holds results of a different suite (name {old.get('name')!r} there, "
                         f"{new['name']!r} in {suite.path}); choose another --out")
     differ = [f"{key} {shown(a)} there, {shown(b)} in {suite.path}"
-              for name in RESUME_KEYS for key, a, b in _differences(name, old.get(name), new[name])]
+              for name in RESUME_KEYS for key, a, b in _differences(name, old.get(name), new.get(name))]
+    searched = {r.get("label"): (r.get("search"), r.get("search_metric")) for r in old.get("runs") or []
+                if isinstance(r, dict) and r.get("search")}
+    differ += [f"the search of '{r['label']}' (its space, fixed options or metric)" for r in new["runs"]
+               if r["label"] in searched and searched[r["label"]] != (r.get("search"), r.get("search_metric"))]
     env = _read_env(out)
     old_versions = env.get("versions") or {}
     now = record.versions()
@@ -136,7 +138,16 @@ def load_data(suite: Suite, registry: Registry, device: torch.device, download: 
     if problems:
         raise UserError(*[suite.where(suite.metric_path(name), f"metric '{name}': {p}")
                           for name, found in problems.items() for p in found])
-    check_extractor(suite, registry, data, names)
+    searched = sorted({s.metric for s in suite.searches} - set(names)) if metrics is None else []
+    if suite.searches and data.validation is not None:  # trials score their metric on the validation split
+        problems, more = check_metrics([registry.metrics[m] for m in {s.metric for s in suite.searches}],
+                                       suite.metric_options, suite.evaluation, len(data.validation), data.info)
+        if problems:
+            where = {s.metric: s.where + ("search_metric",) for s in suite.searches}
+            raise UserError(*[suite.where(where[name], f"metric '{name}' on the validation split: {p}")
+                              for name, found in problems.items() for p in found])
+        warnings += [w for w in more if w not in warnings]
+    check_extractor(suite, registry, data, [*names, *searched])
     for warning in warnings:
         (console or messages.console(stderr=True)).print(messages.warning(warning))
     return data
@@ -189,7 +200,10 @@ def run_suite(suite: Suite, registry: Registry, out: Path, device_name: str = "a
             spec = registry.datasets[suite.dataset.name].extractor
             records = record.read_records(out)
             resolved = check_out_dir(suite, out, resume, device, spec.sha256 if spec else None, records, registry)
-            done = {(r["label"], r["seed"], r.get("config_hash")): r for r in records if r["status"] == "ok"}
+            # A failed run is run again on --resume; a failed trial is not: it spent its
+            # share of the search's budget, and the search went on without it.
+            done = {(r["label"], r["seed"], r.get("config_hash")): r for r in records
+                    if r["status"] == "ok" or (r["status"] == "failed" and r.get("trial"))}
             try:
                 return _run_locked(suite, registry, out, device, done if resume else {}, console, resolved, plan)
             except files.OutputError as err:
@@ -211,7 +225,7 @@ def _run_locked(suite: Suite, registry: Registry, out: Path, device: torch.devic
     tracking = None
     try:
         data = load_data(suite, registry, device, console=console)  # before writing: no data, no files
-        console.print(f"[bold]{escape(suite.name)}[/]: {len(suite.runs)} runs on {escape(suite.dataset.name)} "
+        console.print(f"[bold]{escape(suite.name)}[/]: {suite.describe_runs()} on {escape(suite.dataset.name)} "
                       f"({len(data.train)} train / {len(data.eval)} {data.eval_split} images), "
                       f"device {device}, budget {escape(str(suite.budget.limits()))}"
                       + (f", {plan.workers} {'Ray actors' if plan.ray else 'workers'} x {plan.threads} threads"
@@ -246,104 +260,17 @@ def _run_locked(suite: Suite, registry: Registry, out: Path, device: torch.devic
 
 def _runs(suite: Suite, registry: Registry, out: Path, done: dict[tuple, dict], console: Console,
           data: DeviceData, tracking: Tracking, resolved: dict, peak: float, executor) -> int:
-    """Train, score and record every run not done yet, on ``executor``; return how many failed.
-
-    Only this process writes the folder: each run's files, then its record (which marks
-    it finished), then the tables and its figures, as each run comes back.
-    """
+    """The search (when the suite has one), then every final run; return how many failed."""
     tracking.emit("on_suite_start", suite_info(suite, out, resolved))
-    fastest: dict[str, float] = {}  # label -> best images/s so far, to spot a crowded-out run
-    for rec in done.values():
-        _note_speed(fastest, rec)
-    tasks = []
-    for i, run in enumerate(suite.runs, 1):
-        old = done.get((run.label, run.seed, suite.run_hash(run)))
-        if old is not None:
-            console.print(f"[dim]{i}/{len(suite.runs)} {escape(run.label)} seed {run.seed}: done already, skipped[/]")
-            _finish_figures(out, old, console)
-            continue
-        tasks.append(Task(i, run, suite.run_id(run)))
+    drive = Driver(suite, registry, out, console, data, tracking, peak, executor, done)
+    finals: list = list(suite.runs)
     failed = 0
-    infos: dict[str, RunInfo] = {}
-    beside = Beside()
-    with SuiteProgress(console, len(suite.runs), len(tasks), executor.workers) as display:
-        def on_event(task: Task, kind: str, payload: dict) -> None:
-            if kind == "start":
-                infos[task.run_id] = run_info(suite, task.run, task.run_id, out / "runs" / task.run_id)
-                tracking.emit("on_run_start", infos[task.run_id])
-                beside.start(task.run_id)
-                display.start(task)
-            elif kind == "progress":
-                display.update(task, payload)
-            elif kind == "retry":
-                beside.stop(task.run_id)
-                display.retry(task, payload.get("reason", ""))
-            elif kind in ("train_log", "eval_log") and tracking and task.run_id in infos:
-                tracking.emit(f"on_{kind}", infos[task.run_id], payload["step"],
-                              {k: v for k, v in payload.items() if k != "step"})
-
-        for task, output in executor.run(tasks, on_event, data):
-            if isinstance(output, WorkerDied):
-                output = RunOutput(dict(new_record(suite, task.run, task.run_id, data, torch.device(executor.device)),
-                                        status="failed", error=f"WorkerDied: {output}", finished=record.utc_now()))
-            rec = output.record
-            rec["parallel"] = {"workers": executor.workers, "ran_beside": beside.stop(task.run_id)}
-            run_dir = out / "runs" / task.run_id
-            for name, content in output.files.items():
-                if name in RUN_FILES:  # what execute_run makes; nothing else lands in the folder
-                    files.write_bytes(run_dir / name, content)
-            for warning in output.warnings:
-                console.print(messages.warning(warning))
-            if rec["status"] == "ok":
-                reasons = speed.judge(rec, peak, fastest.get(task.run.label), suite.budget.limits())
-                if reasons:
-                    console.print(messages.warning(f"{task.run.label} seed {task.run.seed} looks contended: "
-                                                   f"{'; '.join(reasons)}. Under a seconds budget its scores "
-                                                   f"reflect the load; {speed.HINT}"), soft_wrap=True)
-                _note_speed(fastest, rec)
-            failed += rec["status"] != "ok"
-            record.write_json(run_dir / record.RECORD, rec)
-            display.finish(task, rec, _outcome(display.name(task), rec, run_dir))
-            results = store.load(out)
-            report.write_tables(results)
-            if rec["status"] == "ok":
-                _report_step(console, "figures", lambda: report.draw_run(results, rec))
-            info = infos.get(task.run_id) or run_info(suite, task.run, task.run_id, run_dir)
-            tracking.emit("on_run_end", info, rec, sorted(run_dir.glob("*.png")))
-    return failed
-
-
-RUN_FILES = ("model.pt", snapshot.SNAPSHOT, "error.log")
-
-
-class Beside:
-    """How many other runs ran at the same time as each run, at most."""
-
-    def __init__(self):
-        self.running: dict[str, int] = {}
-
-    def start(self, run_id: str) -> None:
-        self.running[run_id] = 0
-        for other in self.running:
-            self.running[other] = max(self.running[other], len(self.running) - 1)
-
-    def stop(self, run_id: str) -> int:
-        return self.running.pop(run_id, 0)
-
-
-def _outcome(name: str, rec: dict, run_dir: Path) -> str:
-    """The line printed when a run comes back."""
-    if rec["status"] != "ok":
-        where = f" (traceback in {run_dir / 'error.log'})" if (run_dir / "error.log").is_file() else ""
-        return f"{escape(name)}: [red]failed[/]: {escape(rec.get('error', ''))}{escape(where)}"
-    shown_ = ", ".join(f"{k} {v:.3f}" for k, v in rec["metrics"].items() if v is not None)
-    return f"{escape(name)}: {escape(shown_) or 'no applicable metrics'} (eval {rec['eval_seconds']:.1f} s)"
-
-
-def _note_speed(fastest: dict[str, float], rec: dict) -> None:
-    ips = (rec.get("throughput") or {}).get("images_per_second")
-    if isinstance(ips, (int, float)) and not rec.get("contended"):
-        fastest[rec["label"]] = max(fastest.get(rec["label"], 0.0), float(ips))
+    if suite.searches:
+        outcomes, failed = search.run_searches(suite, registry, drive, out)
+        finals += search.final_runs(suite, registry, outcomes)
+        drive.annotate = search.annotator(outcomes, suite)
+    _, lost = drive.run(finals, "runs" if suite.searches else None)
+    return failed + lost
 
 
 def suite_files(out: Path) -> list[Path]:
@@ -352,25 +279,3 @@ def suite_files(out: Path) -> list[Path]:
     return [p for p in tables if p.is_file()] + sorted((out / report.FIGURES).glob("*.png"))
 
 
-def _finish_figures(out: Path, rec: dict, console: Console) -> None:
-    """Draw what a finished run lacks (a process killed right after its record was written)."""
-    results = store.Results(out, {}, {}, [rec])
-    missing = [p for p in figures.run_figure_paths(results.run_dir(rec), rec, results.snapshot(rec))
-               if not p.is_file()]
-    if missing:
-        console.print(f"  [dim]drawing its {len(missing)} missing figure(s)[/]")
-        _report_step(console, "figures", lambda: report.draw_run(results, rec))
-
-
-def _report_step(console: Console, what: str, fn) -> None:
-    """Figures and pages are extras: a bug there must not fail a finished run.
-
-    A file that cannot be written is not a bug: it stops the suite (OutputError).
-    """
-    try:
-        fn()
-    except files.OutputError:
-        raise
-    except Exception as err:
-        console.print(messages.warning(f"could not write the {what}: {type(err).__name__}: {err} "
-                                       f"(rebuild with `genbench report`)"))

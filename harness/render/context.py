@@ -21,6 +21,9 @@ def context(results: Results) -> str:
     parts = [f"Data set {dataset.get('name', '?')}, scored on its {dataset.get('eval_split', 'test')} split",
              f"training budget per run: {budget or '?'} (first reached)",
              f"seeds {', '.join(map(str, s.get('seeds', [])))}",
+             *([f"searched configurations: {s['trials']} trials each ({s.get('sampler', 'random')} sampler), "
+                f"scored on {dataset.get('validation', '?')} validation images held out of the training split "
+                f"(tuning.csv)"] if s.get("trials") else []),
              f"device {env.get('device_name', env.get('device', '?'))}",
              f"genbench {versions.get('genbench', '?')}, torch {versions.get('torch', '?')}"]
     info = leaderboard.metric_info(results.records)

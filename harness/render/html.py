@@ -14,7 +14,7 @@ import yaml
 
 from ..results import stats
 from ..results.store import Results
-from . import leaderboard
+from . import leaderboard, tuning
 from .context import FIGURES, context
 
 RUN_FIGURES = [("reconstructions.png", "Reconstructions"), ("samples.png", "Samples"),
@@ -49,6 +49,7 @@ def render(results: Results) -> str:
     parts.append("<h2 id='leaderboard'>Leaderboard</h2>")
     parts.append(_table(board) if not board.empty else "<p>No successful runs yet.</p>")
     parts.append(_figures(_suite_figures(results), "Comparisons"))
+    parts.append(_search(results))
     parts.append("<h2 id='configurations'>Configurations</h2>")
     for row in board.rows:
         parts.append(_configuration(results, row))
@@ -79,7 +80,7 @@ def _e(text: str) -> str:
 def _table(board: leaderboard.Board) -> str:
     headers = leaderboard.table_headers(board)
     rows = leaderboard.table_rows(board, bold=("\0", "\1"))
-    text_cols = {1, 2}
+    text_cols = {1, 2} | ({len(headers) - 1} if board.searched else set())
     head = "".join(f"<th class='{'text' if i in text_cols else 'num'}'>{_e(h)}</th>" for i, h in enumerate(headers))
     body = []
     for row in rows:
@@ -123,9 +124,14 @@ def _configuration(results: Results, row: leaderboard.Row) -> str:
     runs = row.runs
     shown = runs[0]
     options = ", ".join(f"{k}={v}" for k, v in row.options.items()) or "defaults"
+    found = row.search if isinstance(row.search, dict) else None
+    chosen = (f" Chosen by a search of {_e(leaderboard.trials_text(found))} trials: trial "
+              f"{_e(found.get('best_trial'))}, validation {_e(found.get('metric'))} "
+              f"{_e(_fmt(found.get('best_value')))}.") if found else ""
     out = [f"<h3 id='{_e(shown['run_id'])}'>{_e(row.label)}</h3>",
            f"<p>model <code>{_e(row.model)}</code>; options <code>{_e(options)}</code>; "
-           f"{len(runs)} seed(s). Figures from seed {_e(shown['seed'])} (<code>runs/{_e(shown['run_id'])}/</code>).</p>"]
+           f"{len(runs)} seed(s).{chosen} Figures from seed {_e(shown['seed'])} "
+           f"(<code>runs/{_e(shown['run_id'])}/</code>).</p>"]
     metrics = [m for m in results.metrics if any((r.get("metrics") or {}).get(m) is not None for r in runs)]
     if metrics:
         info = results.board().info
@@ -135,6 +141,40 @@ def _configuration(results: Results, row: leaderboard.Row) -> str:
         out.append(f"<table class='per-seed'><thead><tr><th>seed</th>{head}</tr></thead><tbody>{body}</tbody></table>")
     run_dir = results.run_dir(shown)
     out.extend(_img(run_dir / f, c) for f, c in RUN_FIGURES)
+    return "\n".join(o for o in out if o)
+
+
+def _search(results: Results) -> str:
+    """Every trial of every search, and the expected-best figure."""
+    found = tuning.searches(results.records, results.order)
+    if not found:
+        return ""
+    out = ["<h2 id='search'>Search</h2>",
+           "<p class='note'>Each trial trained on the suite's budget and was scored on the validation split "
+           "(held out of the training images); the test split scored only the final runs above. The expected "
+           "best of k trials is the mean best score over every k-subset of the trials (Dodge et al. 2019, "
+           "unbiased form), with a bootstrap 95% band; the same numbers are in tuning.csv.</p>",
+           _img(results.out / FIGURES / "tuning.png", "Expected best validation score against the number of "
+                "trials (figures/tuning.png)")]
+    for s in found:
+        best = min((t for t in s.records if tuning.value(t, s.metric) is not None),
+                   key=lambda t: -tuning.value(t, s.metric) if s.higher_is_better else tuning.value(t, s.metric),
+                   default=None)
+        rows = []
+        for t in s.records:
+            params = t["trial"].get("params") if isinstance(t["trial"].get("params"), dict) else {}
+            shown = ", ".join(f"{k}={v}" for k, v in params.items())
+            v = tuning.value(t, s.metric)
+            cell = _e(_fmt(v)) if t["status"] == "ok" else f"<span class='failed'>{_e(t['status'])}</span>"
+            cell = f"<strong>{cell}</strong>" if t is best else cell
+            rows.append(f"<tr><td>{_e(t['trial']['number'])}</td><td>{_e(t['seed'])}</td>"
+                        f"<td class='text'><code>{_e(shown)}</code></td><td>{cell}</td>"
+                        f"<td class='text'><code>runs/{_e(t['run_id'])}/</code></td></tr>")
+        arrow = "↑" if s.higher_is_better else "↓"
+        out.append(f"<h3>{_e(s.label)}: {len(s.records)} trials, {len(s.values())} scored</h3>"
+                   f"<div class='scroll'><table class='trials'><thead><tr><th>trial</th><th>seed</th>"
+                   f"<th class='text'>options</th><th>validation {_e(s.metric)} {arrow}</th>"
+                   f"<th class='text'>run</th></tr></thead><tbody>{''.join(rows)}</tbody></table></div>")
     return "\n".join(o for o in out if o)
 
 

@@ -47,6 +47,7 @@ class Row:
     images_per_second: float = math.nan
     peak_fraction: float = math.nan  # achieved FLOP/s over the device's matmul FLOP/s
     contended: int = 0               # runs flagged as crowded out under a seconds budget
+    search: dict | None = None       # for a searched entry: trials, chosen options, ...
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,6 +63,10 @@ class Board:
     def empty(self) -> bool:
         return not self.rows
 
+    @property
+    def searched(self) -> bool:
+        return any(r.search for r in self.rows)
+
 
 def metric_info(records: list[dict]) -> dict[str, dict]:
     """Units and directions of the metrics, as recorded with the runs."""
@@ -73,8 +78,11 @@ def metric_info(records: list[dict]) -> dict[str, dict]:
 
 
 def build(records: list[dict], metrics: list[str], primary: str | None, title: str) -> Board:
-    """Aggregate the successful runs by label; best first by the primary metric."""
-    ok = [r for r in records if r.get("status") == "ok"]
+    """Aggregate the successful runs by label; best first by the primary metric.
+
+    A search's trials are not on the board: they were scored on the validation split.
+    """
+    ok = [r for r in records if r.get("status") == "ok" and not r.get("trial")]
     info = metric_info(ok)
     metrics = [m for m in metrics if any(m in (r.get("metrics") or {}) for r in ok)]
     groups, notes = group_runs(ok)
@@ -93,7 +101,7 @@ def build(records: list[dict], metrics: list[str], primary: str | None, title: s
                         _mean(u.get("seconds") for u in used), _mean(u.get("steps") for u in used),
                         {m: Cell(summaries[label][m], *marks[m].get(label, (False, False))) for m in metrics},
                         runs, _mean(s.get("images_per_second") for s in speed),
-                        _mean(s.get("peak_fraction") for s in speed), len(crowded)))
+                        _mean(s.get("peak_fraction") for s in speed), len(crowded), runs[0].get("search")))
     if primary in metrics:
         sign = -1 if info.get(primary, {}).get("higher_is_better") else 1
         rows.sort(key=lambda r: (math.isnan(r.cells[primary].summary.mean),
@@ -192,6 +200,9 @@ def legend(board: Board, markup: str = "md") -> str:
             f"↑ higher is better; {best}: best in its column; {TIE_MARK} statistically tied with the best "
             f"(Welch's t-test, p ≥ {stats.ALPHA}); - not applicable; img/s: training images per second; "
             f"% peak: achieved FLOP/s as a share of the device's matrix-product FLOP/s"
+            + ("; trials: the search's trials of that configuration, each trained on the same budget and "
+               "scored on the validation split (ok/all when some failed); chosen options: the best trial's, "
+               "which the seeds above trained and scored on the test split" if board.searched else "")
             + (f"; {CONTENDED_MARK} contended (see the notes)." if any(r.contended for r in board.rows) else "."))
 
 
@@ -216,8 +227,33 @@ def table_rows(board: Board, metrics: list[str] | None = None, bold=("**", "**")
         label = text(row.label) + (f" {CONTENDED_MARK}" if row.contended else "")
         out.append([str(i + 1), label, text(row.model), str(row.seeds), *cells,
                     f"{row.train_seconds:.1f}", f"{row.train_steps:.0f}", _number(row.images_per_second, "{:,.0f}"),
-                    _number(row.peak_fraction, "{:.1%}")])
+                    _number(row.peak_fraction, "{:.1%}")]
+                   + ([trials_text(row.search), text(chosen_text(row.search))] if board.searched else []))
     return out
+
+
+def trials_text(search: dict | None) -> str:
+    """A searched row's trials, e.g. ``8`` or ``7/8`` when some failed; ``-`` when not searched."""
+    if not search:
+        return "-"
+    total, ok = search.get("trials"), search.get("trials_ok")
+    return f"{ok}/{total}" if isinstance(ok, int) and ok != total else str(total)
+
+
+def chosen_text(search: dict | None) -> str:
+    """The options a search chose, as ``lr=0.0012, latent_dim=16``."""
+    if not search:
+        return "-"
+    chosen = search.get("chosen") if isinstance(search.get("chosen"), dict) else {}
+    return ", ".join(f"{k}={_compact(v)}" for k, v in chosen.items()) or "-"
+
+
+def _compact(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.3g}"
+    if isinstance(value, list):
+        return "-".join(map(str, value))
+    return str(value)
 
 
 def _number(value: float, fmt: str) -> str:
@@ -226,8 +262,8 @@ def _number(value: float, fmt: str) -> str:
 
 def table_headers(board: Board, metrics: list[str] | None = None, unit: bool = True) -> list[str]:
     metrics = board.metrics if metrics is None else metrics
-    return ["#", "configuration", "model", "seeds", *[header(m, board.info, unit) for m in metrics],
-            "train s", "steps", "img/s", "% peak"]
+    return (["#", "configuration", "model", "seeds", *[header(m, board.info, unit) for m in metrics],
+             "train s", "steps", "img/s", "% peak"] + (["trials", "chosen options"] if board.searched else []))
 
 
 def markdown(board: Board) -> str:
@@ -251,20 +287,24 @@ def units_caption(metrics: list[str], info: dict) -> str:
 
 def rich_table(board: Board, width: int = 100) -> Table:
     """The leaderboard for a terminal: as many metrics as fit ``width``, in suite order."""
-    shown, used = [], 56  # configuration, seeds, train s, steps, img/s, % peak and borders
+    shown, used = [], 56 + 9 * board.searched  # configuration, seeds, train s, steps, img/s, % peak, trials
     for m in board.metrics:
         cell = max(len(header(m, board.info, unit=False)), *(len(r.cells[m].text()) for r in board.rows)) + 3
         if shown and used + cell > width:
             break
         shown.append(m)
         used += cell
-    rows = [r[1:2] + r[3:] for r in table_rows(board, shown, bold=("\0", "\1"))]
-    headers = [h for i, h in enumerate(table_headers(board, shown, unit=False)) if i not in (0, 2)]
+    chosen = [(row.label, chosen_text(row.search)) for row in board.rows if row.search]
+    cut = -1 if board.searched else None  # the chosen options go under the table
+    rows = [r[1:2] + r[3:cut] for r in table_rows(board, shown, bold=("\0", "\1"))]
+    headers = [h for i, h in enumerate(table_headers(board, shown, unit=False)[:cut]) if i not in (0, 2)]
     caption = legend(board, "plain")
     units = units_caption(shown, board.info)
     caption += f" Units: {units}." if units else ""
     if len(shown) < len(board.metrics):
         caption += f" {len(board.metrics) - len(shown)} more metrics in leaderboard.md."
+    if chosen:
+        caption += " Chosen by the search: " + "; ".join(f"{label}: {c}" for label, c in chosen) + "."
     table = Table(title=escape(board.title), title_justify="left", caption=caption, caption_justify="left")
     for h in headers:
         table.add_column(h, justify="left" if h == "configuration" else "right",

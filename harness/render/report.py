@@ -12,18 +12,25 @@ import pandas as pd
 
 from ..results import files, record
 from ..results.store import Results
-from . import figures, html, leaderboard
+from . import figures, html, leaderboard, tuning
 from .context import FIGURES, context, projection
 
 TABLES = {"csv": "results.csv", "json": "results.json", "md": "leaderboard.md"}
 
 
 def write_tables(results: Results) -> None:
-    """results.csv, results.json and leaderboard.md (once there is a successful run)."""
+    """results.csv, results.json and leaderboard.md (once there is a successful run), and
+    tuning.csv when the folder holds a search."""
     for fmt, name in TABLES.items():
         text = render(results, fmt)
         if text:
             record.write_text(results.out / name, text)
+    table = tuning.frame(results.records, results.order)
+    if not table.empty:
+        record.write_text(results.out / TUNING, csv_safe(table).to_csv(index=False))
+
+
+TUNING = "tuning.csv"
 
 
 def draw_run(results: Results, rec: dict, projection_name: str | None = None) -> list[Path]:
@@ -39,6 +46,9 @@ def draw_suite(results: Results) -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
     made = [figures.comparison(folder / "reconstructions.png", results.records, snaps, results.order),
             figures.sample_comparison(folder / "samples.png", results.records, snaps, results.order)]
+    table = tuning.frame(results.records, results.order)
+    if not table.empty:
+        made.append(tuning.figure(files.inside(folder, "tuning.png"), table))
     board = results.board()
     for model, key, lines in figures.sweeps(board):
         name = f"sweep_{files.slug(model)}_{files.slug(key)}.png"  # names from records: made safe

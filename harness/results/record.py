@@ -119,6 +119,8 @@ def results_frame(records: list[dict]) -> pd.DataFrame:
         for key in ("images_per_second", "flops_per_second", "peak_fraction", "cpu_share", "threads"):
             row[key] = speed.get(key)
         row["contended"] = "; ".join(r.get("contended") or [])
+        trial, search = r.get("trial") or {}, r.get("search") or {}
+        row.update(trial=trial.get("number"), search_trials=search.get("trials"))
         row.update(stopped_by=r.get("stopped_by"), eval_seconds=r.get("eval_seconds"),
                    dataset=(r.get("dataset") or {}).get("name"), eval_split=r.get("eval_split"),
                    device=r.get("device"), config_hash=r.get("config_hash"), error=r.get("error"))

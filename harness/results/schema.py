@@ -110,6 +110,18 @@ FIELDS: dict[str, Field] = {
                             "per-metric extras, the feature extractor's name and SHA-256, not_finite reasons"),
     "eval_seconds": Field(False, _opt(_number), "a number", "time the final evaluation took"),
     "error": Field(False, _opt(_text()), "a string", "why a failed run failed (traceback in error.log)"),
+    "trial": Field(False, _opt(lambda v: isinstance(v, dict) and _text(1000)(v.get("search"))
+                              and isinstance(v.get("number"), int) and not isinstance(v.get("number"), bool)
+                              and v["number"] >= 0 and _text(64)(v.get("metric"))
+                              and isinstance(v.get("params"), dict)),
+                   "a mapping with search, number, metric and params",
+                   "set on a trial of a search: the searched entry's label, the trial's number, the metric "
+                   "it was scored by on the validation split, the options drawn"),
+    "search": Field(False, _opt(lambda v: isinstance(v, dict) and isinstance(v.get("chosen"), dict)
+                               and _opt(_number)(v.get("trials"))),
+                    "a mapping with trials and chosen",
+                    "set on a final run of a searched entry: trials, trials_ok, sampler, metric, best_trial, "
+                    "best_value (on the validation split) and the chosen options"),
     "rescored": Field(False, _opt(_mapping), "a mapping", "when `genbench rescore` last scored it, and what"),
 }
 

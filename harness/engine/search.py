@@ -1,0 +1,201 @@
+"""The search stage: K trials per searched run entry, drawn by Optuna, then the chosen options.
+
+Every trial is a run (its own record under ``runs/``, trained on the suite's budget,
+scored on the validation split by the search's metric only). The Optuna study of each
+searched entry lives in ``search/study.log`` (Optuna's journal file: JSON lines, never a
+pickle), so a stopped search resumes where it stopped:
+
+- trial n is Optuna trial n of the entry's study; a trial asked before the stop keeps
+  the options it was given, and a finished trial's record is reused, not run again;
+- each trial is drawn by a sampler seeded from ``search_seed``, the study and n, so the
+  same suite draws the same trials whether or not it was stopped (for TPE, given the
+  same earlier results, which a serial run or any number of workers gives: TPE trials
+  are asked one per entry per round, after the previous round is told);
+- a failed trial counts: it spent its share of the budget, and is not run again.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+from rich.markup import escape
+
+from ..api import options as opt
+from ..errors import UserError
+from ..results import files
+from .config import RunSpec, Suite, TrialSpec
+from .driver import Driver
+from .evaluate import derive_seed
+from .pluginmanager import Registry
+from .searchspace import Search
+
+STUDY_LOG = ("search", "study.log")
+
+
+@dataclasses.dataclass
+class Outcome:
+    """One entry's search: its trials' records (by number) and the best of them."""
+
+    search: Search
+    records: list[dict]
+    best: dict | None
+
+    def summary(self, sampler: str) -> dict:
+        """What a final run records as ``search``."""
+        scored = [r for r in self.records if trial_value(r, self.search.metric) is not None]
+        best = self.best or {}
+        return {"trials": len(self.records), "trials_ok": len(scored), "sampler": sampler,
+                "metric": self.search.metric, "split": "validation",
+                "best_trial": (best.get("trial") or {}).get("number"),
+                "best_value": trial_value(best, self.search.metric) if best else None,
+                "chosen": dict((best.get("trial") or {}).get("params") or {})}
+
+
+def trial_value(rec: dict, metric: str) -> float | None:
+    """A trial's score, or None if it failed or gave none."""
+    if rec.get("status") != "ok":
+        return None
+    value = (rec.get("metrics") or {}).get(metric)
+    return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
+
+
+def run_searches(suite: Suite, registry: Registry, drive: Driver, out) -> tuple[list[Outcome], int]:
+    """Run (or resume) every searched entry's trials; return each entry's outcome and
+    how many trials failed."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    studies = {s.label: _study(suite, s, out) for s in suite.searches}
+    console = drive.console
+    console.print(f"[bold]search[/]: {len(suite.searches)} run entries x {suite.trials} trials "
+                  f"({suite.sampler} sampler), scored on the validation split "
+                  f"({len(drive.data.validation)} images)")
+    records: dict[str, dict[int, dict]] = {s.label: {} for s in suite.searches}
+    failed = 0
+
+    def tell(run: RunSpec, rec: dict) -> None:
+        study = studies[run.trial.search]
+        records[run.trial.search][run.trial.number] = rec
+        trial = study.get_trials(deepcopy=False)[run.trial.number]
+        if trial.state.is_finished():
+            return  # told before the stop
+        value = trial_value(rec, run.trial.metric)
+        if value is None:
+            study.tell(run.trial.number, state=optuna.trial.TrialState.FAIL)
+        else:
+            study.tell(run.trial.number, value)
+
+    # Random trials do not depend on each other: all at once, trial-major, so a stopped
+    # search has given every entry about as many trials. TPE's depend on the results so far.
+    rounds = [range(suite.trials)] if suite.sampler == "random" else [[n] for n in range(suite.trials)]
+    for numbers in rounds:
+        runs = [_trial_run(suite, registry, s, n, _params(suite, s, studies[s.label], n))
+                for n in numbers for s in suite.searches]
+        _, lost = drive.run(runs, "search" if suite.sampler == "random" else
+                            f"search round {numbers[0] + 1}/{suite.trials}", on_record=tell)
+        failed += lost
+    outcomes = []
+    for s in suite.searches:
+        recs = [records[s.label][n] for n in sorted(records[s.label])]
+        outcomes.append(Outcome(s, recs, best_trial(recs, s.metric, s.higher_is_better)))
+        if outcomes[-1].best is None:  # counted as a failure: the suite exits non-zero
+            console.print(f"[red]{escape(s.label)}: no trial gave a {escape(s.metric)} score; it has no final "
+                          f"runs[/]")
+            failed += 1
+    return outcomes, failed
+
+
+def best_trial(records: list[dict], metric: str, higher_is_better: bool) -> dict | None:
+    """The trial with the best score (the lowest number among equals), or None."""
+    scored = [(trial_value(r, metric), r["trial"]["number"], r) for r in records]
+    scored = [t for t in scored if t[0] is not None]
+    if not scored:
+        return None
+    return min(scored, key=lambda t: (-t[0] if higher_is_better else t[0], t[1]))[2]
+
+
+def final_runs(suite: Suite, registry: Registry, outcomes: list[Outcome]) -> list[RunSpec]:
+    """Each entry's best options, trained on every seed of the suite, scored on the test split."""
+    runs = []
+    for o in outcomes:
+        if o.best is None:
+            continue
+        Options = registry.models[o.search.model].Options
+        options, errs = opt.build(Options, {**dict(o.search.fixed), **o.best["trial"]["params"]})
+        if errs:  # cannot happen for params the search drew; a hand-edited record might
+            raise UserError(f"{o.best['run_id']}: its options are no longer valid: {errs[0][1]}")
+        runs += [RunSpec(o.search.label, o.search.model, options, seed) for seed in suite.seeds]
+    return runs
+
+
+def annotator(outcomes: list[Outcome], suite: Suite):
+    """Adds ``search`` (trials, chosen options...) to each final run's record."""
+    summaries = {o.search.label: o.summary(suite.sampler) for o in outcomes}
+
+    def annotate(run: RunSpec, rec: dict) -> None:
+        if run.trial is None and run.label in summaries:
+            rec["search"] = summaries[run.label]
+    return annotate
+
+
+def _study(suite: Suite, search: Search, out):
+    import optuna
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    path = files.inside(out, *STUDY_LOG)  # checked: a link inside a folder we were sent is refused
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        # The file backend's journal is JSON; only Redis backends keep pickled snapshots.
+        storage = JournalStorage(JournalFileBackend(str(path)))
+        direction = "maximize" if search.higher_is_better else "minimize"
+        return optuna.create_study(study_name=search.study_name, storage=storage, direction=direction,
+                                   load_if_exists=True)
+    except Exception as err:  # a truncated or edited journal
+        raise UserError(f"{path}: the search's Optuna study cannot be read ({type(err).__name__}: {err}); move "
+                        f"it away and --resume: finished trials are reused, and the same trials are drawn "
+                        f"again") from None
+
+
+def _sampler(suite: Suite, search: Search, number: int):
+    from optuna import samplers
+
+    seed = derive_seed(suite.search_seed, f"{search.study_name}/{number}") % 2**32
+    if suite.sampler == "random":
+        return samplers.RandomSampler(seed=seed)
+    # Optuna's default of 10 random start-up trials would leave a search of 8 all random.
+    return samplers.TPESampler(seed=seed, n_startup_trials=startup_trials(suite.trials))
+
+
+def startup_trials(trials: int) -> int:
+    """TPE's random start-up trials: a third of the budget, between 1 and 10."""
+    return max(1, min(10, trials // 3))
+
+
+def _params(suite: Suite, search: Search, study, number: int) -> dict[str, Any]:
+    """Trial ``number``'s options: as asked before (a resumed search), or asked now."""
+    trials = study.get_trials(deepcopy=False)
+    by_name = {p.name: p for p in search.space}
+    if number < len(trials):
+        drawn = trials[number].params
+        if set(drawn) != set(by_name):
+            raise UserError(f"{'/'.join(STUDY_LOG)}: trial {number} of '{search.label}' has other options than "
+                            f"the search; move the file away and --resume")
+    elif number == len(trials):
+        study.sampler = _sampler(suite, search, number)
+        drawn = study.ask({p.name: p.distribution() for p in search.space}).params
+    else:
+        raise UserError(f"the study of '{search.label}' has {len(trials)} trials, but trial {number} was asked for")
+    return {name: by_name[name].value(value) for name, value in drawn.items()}
+
+
+def _trial_run(suite: Suite, registry: Registry, search: Search, number: int, params: dict) -> RunSpec:
+    Options = registry.models[search.model].Options
+    options, errs = opt.build(Options, {**dict(search.fixed), **params})
+    if errs:
+        raise UserError(f"trial {number} of '{search.label}': {errs[0][1]}")
+    trial = TrialSpec(search.label, search.study_name, number, search.metric,
+                      tuple((k, params[k]) for k in sorted(params)))
+    return RunSpec(f"{search.label} trial {number}", search.model, options, suite.search_seed + number, trial)
