@@ -1,8 +1,10 @@
 """Generative adversarial network (Goodfellow et al. 2014), dense or DCGAN-style.
 
 Both optimizer steps happen inside train_step, so the harness's loop is the same as
-for every other model. Stable defaults: Adam(lr 2e-4, beta1 0.5) and the
-non-saturating generator loss, all from discriminator logits.
+for every other model. The non-saturating generator loss, all from discriminator logits;
+Adam with beta1 0.5, the generator at lr 1.5e-3 and the discriminator at 2e-4: the
+learning rates genbench's search chose (suites/fashion_tuned.yaml) and
+suites/gan_defaults.yaml confirmed at four times the budget (FID 213 -> 112).
 """
 
 from __future__ import annotations
@@ -25,9 +27,8 @@ class GANOptions:
         "dense", "dense: MLP pair 256-512; dcgan: transposed-conv generator, conv discriminator")
     prior: Literal["normal", "uniform"] = option("normal", "noise distribution: N(0, I) or U(-1, 1)")
     hidden_dim: int = option(256, "width of the first dense layer (dense) or base channels x4 (dcgan)", min=1)
-    lr: float = option(2e-4, "Adam learning rate of the generator (and of the discriminator unless d_lr is set)",
-                       min=0)
-    d_lr: Optional[float] = option(None, "Adam learning rate of the discriminator (default: lr)", min=0)
+    lr: float = option(1.5e-3, "Adam learning rate of the generator", min=0)
+    d_lr: Optional[float] = option(2e-4, "Adam learning rate of the discriminator (null: the same as lr)", min=0)
     beta1: float = option(0.5, "Adam beta1 of both networks", min=0, max=1)
     output: Literal["sigmoid", "tanh"] = option(
         "sigmoid", "generator output: sigmoid in [0, 1] (the data's range), or tanh in [-1, 1] with the "

@@ -73,3 +73,17 @@ def test_without_ray_the_ray_executor_is_one_line_naming_the_extra(write_suite, 
     assert not (tmp_path / "out").exists()
     assert main(["run", str(path), "--out", str(tmp_path / "out"), "--address", "auto"]) == 2
     assert "--address and --gpus-per-run go with --executor ray" in capsys.readouterr().err
+
+
+def test_a_search_on_ray_actors_draws_and_scores_the_serial_search_trials(tmp_path, write_suite):
+    from test_parallel import SEARCH
+
+    path = write_suite(SEARCH)  # TPE: one executor call per round, then one for the final runs
+    assert _run(["run", str(path), "--out", "serial", "--threads", "1"], tmp_path).returncode == 0
+    proc = _run(["run", str(path), "--out", "ray", "--executor", "ray", "--workers", "2", "--threads", "1"],
+                tmp_path, timeout=300)  # actors kept across calls: a leaked actor would hold a CPU and hang
+    assert proc.returncode == 0, proc.stderr
+    a, b = _records(tmp_path / "serial"), _records(tmp_path / "ray")
+    assert sorted(a) == sorted(b) and len(a) == 8
+    assert all(b[k]["metrics"] == r["metrics"] and b[k].get("trial") == r.get("trial") for k, r in a.items())
+    assert (tmp_path / "serial" / "tuning.csv").read_text() == (tmp_path / "ray" / "tuning.csv").read_text()

@@ -258,3 +258,26 @@ def test_a_choice_over_list_options_comes_back_as_the_option(registry):
     param = space[0]
     dist = param.distribution()
     assert [param.value(c) for c in dist.choices] == [(64,), (128, 64)]
+
+
+def test_crafted_trial_records_are_escaped_or_skipped(probe_metric, write_suite, tmp_path, capsys):
+    path = write_suite(SUITE.format(sampler="random").replace("trials: 4", "trials: 1"))
+    out = tmp_path / "out"
+    assert main(["run", str(path), "--out", str(out)]) == 0
+    trials = [r for r in _records(out) if r.get("trial")]
+    evil = trials[0]
+    evil["trial"]["search"] = "=HYPERLINK(\"http://x\")<script>alert(1)</script>$x$"
+    evil["trial"]["params"] = {"<img src=x onerror=alert(1)>": "<b>"}
+    (out / "runs" / evil["run_id"] / "record.json").write_text(json.dumps(evil))
+    broken = trials[1]
+    broken["trial"]["number"] = "0; rm -rf /"
+    (out / "runs" / broken["run_id"] / "record.json").write_text(json.dumps(broken))
+    capsys.readouterr()
+    assert main(["report", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert f"{broken['run_id']}" in err and "field 'trial' must be" in err  # skipped, one line
+    html = (out / "report.html").read_text()
+    assert "<script>alert" not in html and "<img src=x" not in html and "&lt;script&gt;" in html
+    table = pd.read_csv(out / "tuning.csv")
+    assert table["search"].str.startswith("'=").any() and len(table) == 1
+    assert (out / "figures" / "tuning.png").is_file()

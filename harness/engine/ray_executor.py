@@ -86,9 +86,14 @@ class RayRuns:
 
     def run(self, tasks: list[Task], on_event: OnEvent, data: DeviceData) -> Iterator[tuple[Task, RunOutput | WorkerDied]]:
         ray = self.ray
-        self.data_ref = ray.put(data.to("cpu"))  # once, for every actor on every node
+        if self.data_ref is None:
+            self.data_ref = ray.put(data.to("cpu"))  # once, for every actor on every node
+        # Actors live for the whole suite (a search calls run once per round): between
+        # calls each is idle, and new ones are made only up to the number of workers.
+        while len(self.actors) < min(self.workers, len(tasks)):
+            self._new_actor()
         waiting = list(tasks)
-        idle = [self._new_actor() for _ in range(min(self.workers, len(tasks)))]
+        idle = list(self.actors)
         pending: dict = {}  # result ref -> (actor, task)
         by_id: dict[str, Task] = {}
         while waiting or pending:

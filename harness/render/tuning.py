@@ -100,11 +100,11 @@ def figure(path: Path, table: pd.DataFrame) -> Path | None:
         ax = fig.add_subplot(1, len(metrics), i + 1)
         part = table[(table["metric"] == metric) & table["expected_best"].notna()]
         for label, rows in part.groupby("search", sort=False):
-            line, = ax.plot(rows["k"], rows["expected_best"], marker="o", ms=3, label=str(label))
+            line, = ax.plot(rows["k"], rows["expected_best"], marker="o", ms=3, label=figures.plain(label))
             ax.fill_between(rows["k"], rows["band_low"], rows["band_high"], color=line.get_color(), alpha=0.15)
         better = "higher" if part["higher_is_better"].iloc[0] else "lower"
-        ax.set(xlabel="trials (k)", ylabel=f"expected best {metric} ({better} is better)",
-               title=f"Expected best validation {metric} of k trials")
+        ax.set(xlabel="trials (k)", ylabel=figures.plain(f"expected best {metric} ({better} is better)"),
+               title=figures.plain(f"Expected best validation {metric} of k trials"))
         ax.xaxis.get_major_locator().set_params(integer=True)
         ax.legend(fontsize=8)
     fig.tight_layout()
