@@ -170,21 +170,34 @@ class ManifoldOptions:
     k: int = option(3, "k of the k-nearest-neighbour manifolds (Kynkaanniemi et al. 2019)", min=1)
 
 
-def _precision_recall(ctx, k: int) -> tuple[float, float]:
-    # One computation serves precision and recall when both use the same k; the real
-    # images' k-NN radii serve every run of the suite.
+def _knn_pair(ctx, compute, k: int) -> tuple[float, float]:
+    """``compute(real, fake, k, real_radii)``, once per run for a pair of metrics with the
+    same k (precision and recall, density and coverage); the real images' k-NN radii
+    serve every run of the suite."""
     real = ctx.real_features[0]
     radii = ctx.cached(("knn_radii", ctx.options.feature_extractor, k), lambda: fidelity.knn_radii(real, k))
-    return ctx.shared(("precision_recall", k),
-                      lambda: fidelity.manifold_precision_recall(real, ctx.sample_features[0], k, radii))
+    return ctx.shared((compute.__name__, k), lambda: compute(real, ctx.sample_features[0], k, radii))
 
 
 def precision(ctx, options: ManifoldOptions) -> float:
-    return _precision_recall(ctx, options.k)[0]
+    return _knn_pair(ctx, fidelity.manifold_precision_recall, options.k)[0]
 
 
 def recall(ctx, options: ManifoldOptions) -> float:
-    return _precision_recall(ctx, options.k)[1]
+    return _knn_pair(ctx, fidelity.manifold_precision_recall, options.k)[1]
+
+
+@dataclasses.dataclass(frozen=True)
+class DensityOptions:
+    k: int = option(5, "k of the real images' k-nearest-neighbour balls (Naeem et al. 2020 use 5)", min=1)
+
+
+def density(ctx, options: DensityOptions) -> float:
+    return _knn_pair(ctx, fidelity.density_coverage, options.k)[0]
+
+
+def coverage(ctx, options: DensityOptions) -> float:
+    return _knn_pair(ctx, fidelity.density_coverage, options.k)[1]
 
 
 def check_manifold(setup) -> list[str]:
@@ -248,6 +261,11 @@ def register_metrics(register):
                uses_samples=True, Options=ManifoldOptions, check=check_manifold))
     register(M("recall", recall, {S}, True, "", "share of real images inside the samples' k-NN manifold",
                uses_samples=True, Options=ManifoldOptions, check=check_manifold))
+    register(M("density", density, {S}, True, "", "real k-NN balls containing a sample, per sample, over k "
+               "(about 1 for samples like the data; robust to outliers)", uses_samples=True,
+               Options=DensityOptions, check=check_manifold))
+    register(M("coverage", coverage, {S}, True, "", "share of real images whose k-NN ball holds a sample",
+               uses_samples=True, Options=DensityOptions, check=check_manifold))
     register(M("cond_accuracy", conditional_accuracy, {S, C}, True, "",
                "the domain classifier's accuracy on samples of asked classes", uses_samples=True,
                check=check_classifier))

@@ -217,6 +217,29 @@ def test_manifold_precision_recall_equals_torch_fidelitys(features, other, k):
     assert 0 <= expected[0] <= 1 and 0 <= expected[1] <= 1
 
 
+@pytest.mark.parametrize("other, k", [("train", 5), ("blurred", 5), ("blurred", 2), ("noise", 5)])
+def test_density_and_coverage_equal_the_reference_codes(features, other, k):
+    prdc = pytest.importorskip("prdc")  # Naeem et al.'s own package
+    real, fake = features["test"][:4000], features[other][:3000]
+    expected = prdc.compute_prdc(real.double().numpy(), fake.double().numpy(), nearest_k=k)
+    density, coverage = fidelity.density_coverage(real.double(), fake.double(), k, chunk=700)
+    assert density == pytest.approx(expected["density"], rel=1e-12)
+    assert coverage == pytest.approx(expected["coverage"], rel=1e-12)
+
+
+def test_density_and_coverage_through_the_registry_rank_real_blurred_noise(registry, mnist, features):
+    images, labels = to_float(mnist.eval.images), mnist.eval.labels
+    Replay.pool = {c: images[labels == c] for c in range(10)}
+    names = ["density", "coverage"]
+    scores, _ = evaluate(Replay(genbench.NoOptions(), mnist.info), mnist, [registry.metrics[m] for m in names],
+                         EvalOptions(num_samples=2000))
+    assert 0.8 < scores["density"] < 1.2 and scores["coverage"] > 0.5  # real images as samples
+    real = features["test"]
+    blurred = fidelity.density_coverage(real, features["blurred"][:2000], 5)
+    noise = fidelity.density_coverage(real, features["noise"][:2000], 5)
+    assert noise[1] < blurred[1] < scores["coverage"]
+
+
 def test_precision_and_recall_each_use_their_own_k(registry, mnist):
     images, labels = to_float(mnist.eval.images), mnist.eval.labels
     Replay.pool = {c: images[labels == c] for c in range(10)}

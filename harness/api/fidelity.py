@@ -151,6 +151,27 @@ def manifold_precision_recall(real: Tensor, fake: Tensor, k: int, real_radii: Te
     return torch.cat(inside_real).float().mean().item(), covered.float().mean().item()
 
 
+def density_coverage(real: Tensor, fake: Tensor, k: int, real_radii: Tensor | None = None,
+                     chunk: int = 2048) -> tuple[float, float]:
+    """Density and coverage (Naeem et al. 2020, "Reliable Fidelity and Diversity Metrics for
+    Generative Models"), as their reference code (the ``prdc`` package) computes them.
+
+    Density: the mean, over samples, of how many real images' k-NN balls contain the
+    sample, divided by k (about 1 when samples are distributed like the real images; it
+    is not capped at 1). Coverage: the share of real images whose k-NN ball contains at
+    least one sample. Unlike precision and recall, neither builds a ball around a
+    sample, so a few outlying samples cannot inflate them. Strict ``<`` as in ``prdc``.
+    """
+    real_radii = knn_radii(real, k, chunk) if real_radii is None else real_radii
+    inside_total = 0
+    covered = torch.zeros(len(real), dtype=torch.bool, device=real.device)
+    for part in fake.split(chunk):
+        inside = torch.cdist(part, real) < real_radii
+        inside_total += int(inside.sum())
+        covered |= inside.any(dim=0)
+    return inside_total / (k * len(fake)), int(covered.sum()) / len(real)
+
+
 def precision_recall(real: Tensor, fake: Tensor, neighborhood: int) -> tuple[float, float]:
     """torch-fidelity's own precision and recall (the reference for :func:`manifold_precision_recall`)."""
     torch_fidelity()
