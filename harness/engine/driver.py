@@ -95,7 +95,7 @@ class Driver:
                 results = store.load(out)
                 report.write_tables(results)
                 if rec["status"] == "ok":
-                    _report_step(console, "figures", lambda: report.draw_run(results, rec))
+                    report_step(console, "figures", lambda: report.draw_run(results, rec))
                 info = infos.get(task.run_id) or run_info(suite, task.run, task.run_id, run_dir)
                 self.tracking.emit("on_run_end", info, rec, sorted(run_dir.glob("*.png")))
                 kept[task.index] = rec
@@ -167,10 +167,10 @@ def _finish_figures(out: Path, rec: dict, console: Console) -> None:
                if not p.is_file()]
     if missing:
         console.print(f"  [dim]drawing its {len(missing)} missing figure(s)[/]")
-        _report_step(console, "figures", lambda: report.draw_run(results, rec))
+        report_step(console, "figures", lambda: report.draw_run(results, rec))
 
 
-def _report_step(console: Console, what: str, fn) -> None:
+def report_step(console: Console, what: str, fn) -> None:
     """Figures and pages are extras: a bug there must not fail a finished run.
 
     A file that cannot be written is not a bug: it stops the suite (OutputError).

@@ -20,7 +20,7 @@ from ..results import files, record, store
 from . import parallel, precision, search, speed
 from .config import Suite, load_suite
 from .data import DeviceData
-from .driver import Driver, _report_step
+from .driver import Driver, report_step
 from .evaluate import check_metrics
 from .execute import load_run_data
 from .pluginmanager import Registry
@@ -238,7 +238,7 @@ def _run_locked(suite: Suite, registry: Registry, out: Path, device: torch.devic
         failed = _runs(suite, registry, out, done, console, data, tracking, resolved,
                        env["matmul_flops_per_second"], executor)
         results = store.load(out)
-        _report_step(console, "report", lambda: report.build(results, redraw_runs=False))
+        report_step(console, "report", lambda: report.build(results, redraw_runs=False))
         tracking.emit("on_suite_end", out, suite_files(out))
     finally:
         executor.close()  # also on Ctrl-C: workers are stopped, the folder stays resumable

@@ -17,7 +17,6 @@ pickle), so a stopped search resumes where it stopped:
 from __future__ import annotations
 
 import dataclasses
-import math
 from typing import Any
 
 from rich.markup import escape
@@ -25,6 +24,7 @@ from rich.markup import escape
 from ..api import options as opt
 from ..errors import UserError
 from ..results import files
+from ..results.tuning import best_trial, trial_value
 from .config import RunSpec, Suite, TrialSpec
 from .driver import Driver
 from .evaluate import derive_seed
@@ -51,14 +51,6 @@ class Outcome:
                 "best_trial": (best.get("trial") or {}).get("number"),
                 "best_value": trial_value(best, self.search.metric) if best else None,
                 "chosen": dict((best.get("trial") or {}).get("params") or {})}
-
-
-def trial_value(rec: dict, metric: str) -> float | None:
-    """A trial's score, or None if it failed or gave none."""
-    if rec.get("status") != "ok":
-        return None
-    value = (rec.get("metrics") or {}).get(metric)
-    return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
 
 
 def run_searches(suite: Suite, registry: Registry, drive: Driver, out) -> tuple[list[Outcome], int]:
@@ -107,25 +99,13 @@ def run_searches(suite: Suite, registry: Registry, drive: Driver, out) -> tuple[
     return outcomes, failed
 
 
-def best_trial(records: list[dict], metric: str, higher_is_better: bool) -> dict | None:
-    """The trial with the best score (the lowest number among equals), or None."""
-    scored = [(trial_value(r, metric), r["trial"]["number"], r) for r in records]
-    scored = [t for t in scored if t[0] is not None]
-    if not scored:
-        return None
-    return min(scored, key=lambda t: (-t[0] if higher_is_better else t[0], t[1]))[2]
-
-
 def final_runs(suite: Suite, registry: Registry, outcomes: list[Outcome]) -> list[RunSpec]:
     """Each entry's best options, trained on every seed of the suite, scored on the test split."""
     runs = []
     for o in outcomes:
         if o.best is None:
             continue
-        Options = registry.models[o.search.model].Options
-        options, errs = opt.build(Options, {**dict(o.search.fixed), **o.best["trial"]["params"]})
-        if errs:  # cannot happen for params the search drew; a hand-edited record might
-            raise UserError(f"{o.best['run_id']}: its options are no longer valid: {errs[0][1]}")
+        options = _options(registry, o.search, o.best["trial"]["params"], o.best["run_id"])
         runs += [RunSpec(o.search.label, o.search.model, options, seed) for seed in suite.seeds]
     return runs
 
@@ -191,11 +171,16 @@ def _params(suite: Suite, search: Search, study, number: int) -> dict[str, Any]:
     return {name: by_name[name].value(value) for name, value in drawn.items()}
 
 
+def _options(registry: Registry, search: Search, params: dict, what: str):
+    """The model's options: the entry's fixed ones and ``params``."""
+    options, errs = opt.build(registry.models[search.model].Options, {**dict(search.fixed), **params})
+    if errs:  # cannot happen for params the search drew; a hand-edited record or study might
+        raise UserError(f"{what}: its options are not valid for model '{search.model}': {errs[0][1]}")
+    return options
+
+
 def _trial_run(suite: Suite, registry: Registry, search: Search, number: int, params: dict) -> RunSpec:
-    Options = registry.models[search.model].Options
-    options, errs = opt.build(Options, {**dict(search.fixed), **params})
-    if errs:
-        raise UserError(f"trial {number} of '{search.label}': {errs[0][1]}")
+    options = _options(registry, search, params, f"trial {number} of '{search.label}'")
     trial = TrialSpec(search.label, search.study_name, number, search.metric,
                       tuple((k, params[k]) for k in sorted(params)))
     return RunSpec(f"{search.label} trial {number}", search.model, options, suite.search_seed + number, trial)

@@ -14,6 +14,7 @@ import yaml
 
 from ..results import stats
 from ..results.store import Results
+from ..results.tuning import best_trial, trial_value
 from . import leaderboard, tuning
 from .context import FIGURES, context
 
@@ -157,14 +158,12 @@ def _search(results: Results) -> str:
            _img(results.out / FIGURES / "tuning.png", "Expected best validation score against the number of "
                 "trials (figures/tuning.png)")]
     for s in found:
-        best = min((t for t in s.records if tuning.value(t, s.metric) is not None),
-                   key=lambda t: -tuning.value(t, s.metric) if s.higher_is_better else tuning.value(t, s.metric),
-                   default=None)
+        best = best_trial(s.records, s.metric, s.higher_is_better)
         rows = []
         for t in s.records:
             params = t["trial"].get("params") if isinstance(t["trial"].get("params"), dict) else {}
             shown = ", ".join(f"{k}={v}" for k, v in params.items())
-            v = tuning.value(t, s.metric)
+            v = trial_value(t, s.metric)
             cell = _e(_fmt(v)) if t["status"] == "ok" else f"<span class='failed'>{_e(t['status'])}</span>"
             cell = f"<strong>{cell}</strong>" if t is best else cell
             rows.append(f"<tr><td>{_e(t['trial']['number'])}</td><td>{_e(t['seed'])}</td>"

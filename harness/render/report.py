@@ -25,7 +25,7 @@ def write_tables(results: Results) -> None:
         text = render(results, fmt)
         if text:
             record.write_text(results.out / name, text)
-    table = tuning.frame(results.records, results.order)
+    table = results.tuning()
     if not table.empty:
         record.write_text(results.out / TUNING, csv_safe(table).to_csv(index=False))
 
@@ -46,7 +46,7 @@ def draw_suite(results: Results) -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
     made = [figures.comparison(folder / "reconstructions.png", results.records, snaps, results.order),
             figures.sample_comparison(folder / "samples.png", results.records, snaps, results.order)]
-    table = tuning.frame(results.records, results.order)
+    table = results.tuning()
     if not table.empty:
         made.append(tuning.figure(files.inside(folder, "tuning.png"), table))
     board = results.board()

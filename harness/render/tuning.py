@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 from pathlib import Path
 
 import numpy as np
@@ -34,14 +33,7 @@ class SearchTrials:
     records: list[dict]
 
     def values(self) -> list[float]:
-        return [v for v in (value(r, self.metric) for r in self.records) if v is not None]
-
-
-def value(rec: dict, metric: str) -> float | None:
-    if rec.get("status") != "ok":
-        return None
-    v = (rec.get("metrics") or {}).get(metric)
-    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) else None
+        return [v for v in (tuning.trial_value(r, self.metric) for r in self.records) if v is not None]
 
 
 def searches(records: list[dict], order: list[str] = ()) -> list[SearchTrials]:
@@ -82,7 +74,7 @@ def frame(records: list[dict], order: list[str] = ()) -> pd.DataFrame:
             params = r["trial"].get("params") if isinstance(r["trial"].get("params"), dict) else {}
             rows.append({"search": s.label, "model": s.model, "metric": s.metric,
                          "higher_is_better": s.higher_is_better, "trial": r["trial"]["number"], "seed": r["seed"],
-                         "status": r["status"], "value": value(r, s.metric),
+                         "status": r["status"], "value": tuning.trial_value(r, s.metric),
                          "params": json.dumps(params, sort_keys=True), "run_id": r["run_id"], "k": k,
                          "expected_best": float(curve[i]) if has else None,
                          "band_low": float(low[i]) if has else None, "band_high": float(high[i]) if has else None,

@@ -14,7 +14,7 @@ import yaml
 
 from ..engine import snapshot
 from ..errors import UserError
-from ..render import leaderboard
+from ..render import leaderboard, tuning
 from . import files, record, schema
 
 
@@ -29,6 +29,7 @@ class Results:
     warnings: list[str] = dataclasses.field(default_factory=list)  # one line per skipped file
     _snapshots: dict = dataclasses.field(default_factory=dict, repr=False)
     _board: leaderboard.Board | None = dataclasses.field(default=None, repr=False)
+    _tuning: object = dataclasses.field(default=None, repr=False)
 
     @property
     def title(self) -> str:
@@ -48,6 +49,13 @@ class Results:
             self._board = leaderboard.build(self.records, self.metrics, self.suite.get("primary_metric"), self.title)
             self.warnings.extend(self._board.notes)
         return self._board
+
+    def tuning(self):
+        """The rows of tuning.csv (a pandas DataFrame; empty without a search), built once:
+        its bootstrap bands are the costly part of a report."""
+        if self._tuning is None:
+            self._tuning = tuning.frame(self.records, self.order)
+        return self._tuning
 
     def run_dir(self, rec: dict) -> Path:
         return files.inside(self.out, "runs", rec["run_id"])  # checked: run_id comes from a file

@@ -14,21 +14,25 @@ P = C(i-1, k-1) / C(N, k). With replacement, P = (i/N)^k - ((i-1)/N)^k.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 
 import numpy as np
 
 
+@functools.lru_cache(maxsize=32)
+def _weights(n: int) -> np.ndarray:
+    """W[k-1, i-1] = C(i-1, k-1) / C(n, k): the chance that the i-th smallest of n trials is
+    the best of a random k-subset (exact integers before the one division)."""
+    return np.array([[math.comb(i - 1, k - 1) / math.comb(n, k) for i in range(1, n + 1)]
+                     for k in range(1, n + 1)])
+
+
 def expected_best(scores: Sequence[float], higher_is_better: bool = True) -> np.ndarray:
     """The unbiased expected best of k trials, for k = 1..N (an array of length N)."""
     v = _sorted(scores, higher_is_better)
-    n = len(v)
-    out = np.empty(n)
-    for k in range(1, n + 1):
-        # C(i-1, k-1) / C(n, k) for i = 1..n, as exact integers before the one division
-        weights = np.array([math.comb(i - 1, k - 1) for i in range(1, n + 1)], dtype=object) / math.comb(n, k)
-        out[k - 1] = float(np.dot(weights.astype(float), v))
+    out = _weights(len(v)) @ v
     return out if higher_is_better else -out
 
 
@@ -52,8 +56,9 @@ def bootstrap_band(scores: Sequence[float], higher_is_better: bool = True, resam
     if len(v) == 0:
         raise ValueError("no trials")
     rng = np.random.default_rng(seed)
-    curves = np.stack([expected_best(rng.choice(v, size=len(v), replace=True), higher_is_better)
-                       for _ in range(resamples)])
+    samples = np.stack([rng.choice(v, size=len(v), replace=True) for _ in range(resamples)])
+    sign = 1 if higher_is_better else -1
+    curves = sign * (np.sort(sign * samples, axis=1) @ _weights(len(v)).T)  # every resample at once
     tail = (1 - level) / 2 * 100
     return np.percentile(curves, tail, axis=0), np.percentile(curves, 100 - tail, axis=0)
 
@@ -65,3 +70,22 @@ def _sorted(scores: Sequence[float], higher_is_better: bool) -> np.ndarray:
     if not np.all(np.isfinite(v)):
         raise ValueError("trial scores must be finite (leave out failed trials)")
     return np.sort(v if higher_is_better else -v)
+
+
+def trial_value(rec: dict, metric: str) -> float | None:
+    """A trial record's score, or None if it failed or gave none (a record read from a
+    folder: anything but a finite number counts as none)."""
+    if rec.get("status") != "ok":
+        return None
+    value = (rec.get("metrics") or {}).get(metric)
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    return float(value) if ok else None
+
+
+def best_trial(records: list[dict], metric: str, higher_is_better: bool) -> dict | None:
+    """The trial with the best score (the lowest number among equals), or None."""
+    scored = [(trial_value(r, metric), r["trial"]["number"], r) for r in records]
+    scored = [t for t in scored if t[0] is not None]
+    if not scored:
+        return None
+    return min(scored, key=lambda t: (-t[0] if higher_is_better else t[0], t[1]))[2]
