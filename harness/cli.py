@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import signal
 import sys
 from pathlib import Path
 
 from . import __version__
-from .errors import UserError, did_you_mean
+from .errors import UserError
 
 # Heavy modules (torch, rich, pandas) are imported inside the commands, after main()
 # has taken over Ctrl-C, so an interrupt at any moment is one line and exit 130.
@@ -153,10 +152,30 @@ def _parser() -> argparse.ArgumentParser:
                                "data set plugin's ExtractorSpec.")
     train.add_argument("dataset", metavar="DATASET")
     train.add_argument("--out", metavar="FILE", required=True, type=Path)
-    train.add_argument("--epochs", type=int, default=8, help="passes over the train split (default 8)")
+    train.add_argument("--epochs", type=int, default=6, help="passes over the train split (default 6)")
     train.add_argument("--batch-size", type=int, default=128)
     train.add_argument("--subset", type=int, help="train on only the first N images (for a quick try)")
     train.set_defaults(func=cmd_extractor_train)
+
+    chk = sub.add_parser("check-metrics", help="score degraded real images: does each sample metric respond "
+                         "to the defects it claims to?",
+                         description="Degrade held-out real images of DATASET (noise, blur, salt-and-pepper, "
+                         "uniform noise swapped in, classes dropped, a few images per class repeated, training "
+                         "images copied) at four strengths each, score them as samples against the test split, "
+                         "and check every metric's claims. Writes check.md/csv/json/png; exits 1 when a claim "
+                         "fails.")
+    chk.add_argument("dataset", metavar="DATASET")
+    chk.add_argument("--samples", type=int, default=5000, help="images per degraded set (default 5000)")
+    chk.add_argument("--test-images", type=int, help="score against only the first N test images")
+    chk.add_argument("--metrics", metavar="A,B", help="only these sample metrics (default: all)")
+    chk.add_argument("--kid-subsets", type=int, help="KID's random subsets (default: the metric's 100; fewer "
+                     "is faster)")
+    chk.add_argument("--seed", type=int, default=0, help="seed of every degradation's draws (default 0)")
+    chk.add_argument("--out", metavar="DIR", type=Path, help="default: results/check-metrics/DATASET")
+    chk.add_argument("--save-images", action="store_true", help="also write the degraded images (uint8) to "
+                     "images.npz, for scoring them with other code")
+    chk.add_argument("--device", default="cpu", help="cpu, auto, cuda or cuda:N (default cpu)")
+    chk.set_defaults(func=cmd_check_metrics)
 
     plug = sub.add_parser("plugins", help="list installed models, data sets, metrics and loggers",
                           description="List what the installed plugins register, and which "
@@ -249,8 +268,48 @@ def cmd_extractor_train(args, registry) -> int:
     print(f"{args.dataset}: test accuracy {accuracy:.4f}; wrote {args.out} ({args.out.stat().st_size} bytes)")
     print(f"sha256 {sha}")
     print(f"pin it in the data set plugin: extractor = ExtractorSpec(Path(...) / {args.out.name!r}, {sha!r}, "
-          f"num_classes={classes}, in_channels={channels})")
+          f"num_classes={classes}, in_channels={channels}, architecture='v2')")
     return 0
+
+
+def cmd_check_metrics(args, registry) -> int:
+    import io
+
+    import numpy as np
+    import torch
+
+    from .engine import metriccheck
+    from .engine.runner import pick_device
+    from .render import metriccheck as render
+    from .results import files
+
+    if args.samples < 100 or (args.test_images is not None and args.test_images < 100):
+        raise UserError("--samples and --test-images must be at least 100")
+    if args.kid_subsets is not None and args.kid_subsets < 1:
+        raise UserError("--kid-subsets must be at least 1")
+    metrics = [m.strip() for m in args.metrics.split(",") if m.strip()] if args.metrics else None
+    out = args.out or Path("results") / "check-metrics" / args.dataset
+    kept: dict[str, np.ndarray] = {}
+
+    def keep(name, level, images):
+        kept[f"{name}@{level:g}"] = (images * 255).round().to(torch.uint8).numpy()
+
+    result = metriccheck.run(registry, args.dataset, args.samples, args.seed, metrics, args.test_images,
+                             pick_device(args.device), keep if args.save_images else None,
+                             kid_subsets=args.kid_subsets)
+    written = render.write(result, out)
+    if kept:
+        buffer = io.BytesIO()
+        np.savez_compressed(buffer, **kept)
+        files.write_bytes(out / "images.npz", buffer.getvalue())
+        written.append(out / "images.npz")
+    print(render.response_table(result, "simple"))
+    print()
+    print(render.claims_table(result, "simple"))
+    failed = render.failures(result)
+    print(f"\n{len(result['claims']) - len(failed)} of {len(result['claims'])} claims hold; wrote "
+          + ", ".join(str(p) for p in written))
+    return 1 if failed else 0
 
 
 def cmd_compare(args, registry) -> int:
@@ -302,129 +361,9 @@ def cmd_validate(args, registry) -> int:
 
 
 def cmd_plugins(args, registry) -> int:
-    from rich.table import Table
+    from .render import plugins
 
-    from .messages import console as make_console
-    from .messages import escape
-
-    info = _plugin_info(registry)
-    if args.metric:
-        return _show_metric(info, args.metric, args.json)
-    if args.model or args.dataset or args.logger:
-        kind, name = (("models", args.model) if args.model else ("datasets", args.dataset) if args.dataset
-                      else ("loggers", args.logger))
-        entry = next((e for e in info[kind] if e["name"] == name), None)
-        if entry is None:
-            raise UserError(f"--{kind[:-1]} {name}: not installed{did_you_mean(name, [e['name'] for e in info[kind]])}")
-        if args.json:
-            print(json.dumps(entry, indent=2))
-            return 0
-        make_console().print(_options_table(f"{kind[:-1]} '{name}': {entry['description']} ({entry['distribution']} "
-                                            f"{entry['version']})", entry["options"]))
-        return 0
-    if args.json:
-        print(json.dumps(info, indent=2))
-        return 0
-    console = make_console()
-    for kind, extra in (("models", "capabilities"), ("datasets", None), ("metrics", "requires"),
-                        ("loggers", "needs")):
-        table = Table(title=kind.capitalize(), title_justify="left")
-        for col in ["name", "description"] + ([extra] if extra else []) + ["provided by"]:
-            table.add_column(col)
-        for e in info[kind]:
-            cells = [e["name"], e["description"]] + ([_needs(e[extra]) or "-"] if extra else [])
-            table.add_row(*map(escape, [*cells, f"{e['distribution']} {e['version']}".strip()]))
-        console.print(table)
-    return 0
-
-
-def _needs(value) -> str:
-    if isinstance(value, dict):  # a logger's packages: say which are missing, and how to get them
-        missing = [m for m, ok in value["packages"].items() if not ok]
-        shown = ", ".join(value["packages"])
-        return shown + (f" (missing: pip install '{value['extra']}')" if missing else "")
-    return ", ".join(value)
-
-
-def _show_metric(info: dict, name: str, as_json: bool) -> int:
-    from rich.table import Table
-
-    from .messages import console as make_console
-    from .messages import escape
-
-    entry = next((e for e in info["metrics"] if e["name"] == name), None)
-    if entry is None:
-        raise UserError(f"--metric {name}: not installed{did_you_mean(name, [e['name'] for e in info['metrics']])}")
-    if as_json:
-        print(json.dumps(entry, indent=2))
-        return 0
-    table = Table(title=escape(f"metric '{name}' ({entry['distribution']} {entry['version']})"), title_justify="left",
-                  show_header=False)
-    table.add_column("")
-    table.add_column("")
-    rows = [("measures", entry["description"]), ("unit", entry["unit"] or "-"),
-            ("better", "higher" if entry["higher_is_better"] else "lower"),
-            ("needs", ", ".join(entry["requires"]) or "nothing (applies to every model)"),
-            ("shared settings", "evaluation: num_samples, feature_extractor (samples and their features)"
-             if entry["uses_samples"] else "none"),
-            ("checked before training", " and ".join(
-                [w for w, on in (("its preconditions", entry["checks"]), ("the feature extractor", entry["uses_samples"]))
-                 if on]) + " (by `genbench validate` and `run`)" if entry["checks"] or entry["uses_samples"]
-             else "nothing")]
-    if entry["options"]:
-        example = ", ".join(f"{o['name']}: {json.dumps(o['default'])}" for o in entry["options"])
-        rows.append(("in a suite", f"metrics: [{{name: {name}, {example}}}]"))
-    else:
-        rows.append(("in a suite", f"metrics: [{name}] (no options)"))
-    for key, value in rows:
-        table.add_row(escape(key), escape(str(value)))
-    console = make_console()
-    console.print(table)
-    if entry["options"]:
-        console.print(_options_table(f"options of metric '{name}'", entry["options"]))
-    return 0
-
-
-def _options_table(title: str, options: list[dict]):
-    from rich.table import Table
-
-    from .messages import escape
-
-    table = Table(title=escape(title), title_justify="left")
-    for col in ("option", "type", "default", "help"):
-        table.add_column(col)
-    for o in options:
-        table.add_row(*map(escape, (o["name"], o["type"], "(required)" if o["required"] else repr(o["default"]),
-                                    o["help"])))
-    return table
-
-
-def _plugin_info(registry) -> dict:
-    from .api.options import describe
-    from .engine.config import importable
-
-    def source(kind, name):
-        s = registry.sources[(kind, name)]
-        return {"plugin": s.plugin, "distribution": s.distribution, "version": s.version}
-
-    models = [{"name": n, "description": c.description,
-               "capabilities": sorted(cap.value for cap in c.capabilities),
-               "options": [vars(o) for o in describe(c.Options)], **source("model", n)}
-              for n, c in sorted(registry.models.items())]
-    datasets = [{"name": n, "description": c.description, "image_shape": list(c.image_shape),
-                 "classes": list(c.class_names), "options": [vars(o) for o in describe(c.Options)],
-                 **source("dataset", n)} for n, c in sorted(registry.datasets.items())]
-    metrics = [{"name": n, "description": m.description, "unit": m.unit,
-                "higher_is_better": m.higher_is_better, "requires": sorted(c.value for c in m.requires),
-                "uses_samples": m.uses_samples, "checks": m.check is not None,
-                "options": [vars(o) for o in describe(m.Options)] if m.Options else [],
-                **source("metric", n)} for n, m in sorted(registry.metrics.items())]
-    loggers = [{"name": n, "description": c.description, "options": [vars(o) for o in describe(c.Options)],
-                "needs": {"packages": {m: importable(m) for m in c.requires}, "extra": c.extra},
-                **source("logger", n)} for n, c in sorted(registry.loggers.items())]
-    return {"models": models, "datasets": datasets, "metrics": metrics, "loggers": loggers,
-            "warnings": registry.warnings}
-
+    return plugins.show(registry, args.model, args.dataset, args.metric, args.logger, args.json)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -21,7 +21,7 @@ import torch
 
 from .api import outputs
 from .api.dataset import Dataset, ImageSet
-from .api.extractor import DomainNet, file_sha256
+from .api.extractor import ARCHITECTURES, file_sha256
 from .api.metric import EvalOptions, Metric, MetricSetup
 from .api.model import CAPABILITIES, Capability, DataInfo, Model, missing_methods
 from .engine.data import DeviceData
@@ -171,7 +171,9 @@ def check_dataset(cls: type[Dataset], options=None, root=None) -> None:
             _fail(cls, "extractor", f"{spec.path} does not match its pinned sha256")
         if spec.in_channels != cls.image_shape[0] or (cls.class_names and spec.num_classes != len(cls.class_names)):
             _fail(cls, "extractor", "in_channels and num_classes must match image_shape and class_names")
-        net = DomainNet(spec.in_channels, spec.num_classes)
+        if spec.architecture not in ARCHITECTURES:
+            _fail(cls, "extractor", f"architecture {spec.architecture!r} is not one of {', '.join(ARCHITECTURES)}")
+        net = ARCHITECTURES[spec.architecture](spec.in_channels, spec.num_classes)
         net.load_state_dict(torch.load(spec.path, map_location="cpu", weights_only=True))
 
 

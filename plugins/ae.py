@@ -59,7 +59,10 @@ class AE(genbench.Model):
         return {"loss": loss.detach()}
 
     def reconstruct(self, x, y=None):
-        return torch.sigmoid(self.decoder(self.encoder(x.flatten(1)))).view(-1, *self.data.image_shape)
+        return torch.sigmoid(self.reconstruct_logits(x)).view(-1, *self.data.image_shape)
+
+    def reconstruct_logits(self, x, y=None):
+        return self.decoder(self.encoder(x.flatten(1)))
 
 
 @genbench.hookimpl

@@ -11,10 +11,11 @@ import torch
 import genbench
 from genbench.api import CACHE_DIR, DataError, DataNotFound, ExtractorSpec, find_files, read_idx, torchvision_download
 
-# Domain feature extractors trained by scripts/train_extractor.py; the hashes pin them.
+# Domain feature extractors made by `genbench extractor train DATASET --out weights/DATASET_v2.pt`
+# (6 epochs, DomainNetV2: classifier and autoencoder); the hashes pin them.
 WEIGHTS = Path(__file__).parent / "weights"
-MNIST_SHA256 = "113dccff718a9e8d5cea38718b6d5eadd9e14f54d0d2f92bbacdd9bedb9850b4"
-FASHION_SHA256 = "a166330c3948526097a9f2122a672d1b653358b2ede20456634ffdd6e136162c"
+MNIST_SHA256 = "5011c78f47299d7e6afb9a77e4521099ffcafc4b39485d80c5f64d02effed2a2"
+FASHION_SHA256 = "3daf18479ce8e5f36536facbf2314c64d9737c2b09593b066f3cdc01601aef38"
 
 _FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
@@ -61,7 +62,7 @@ class MNIST(IdxDataset):
     class_names = tuple(str(i) for i in range(10))
     folders = ("mnist", "MNIST/raw")
     torchvision_name = "MNIST"
-    extractor = ExtractorSpec(WEIGHTS / "mnist.pt", MNIST_SHA256)
+    extractor = ExtractorSpec(WEIGHTS / "mnist_v2.pt", MNIST_SHA256)
 
 
 class FashionMNIST(IdxDataset):
@@ -71,7 +72,7 @@ class FashionMNIST(IdxDataset):
                    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
     folders = ("fashion-mnist", "fashion_mnist", "FashionMNIST/raw")
     torchvision_name = "FashionMNIST"
-    extractor = ExtractorSpec(WEIGHTS / "fashion_mnist.pt", FASHION_SHA256)
+    extractor = ExtractorSpec(WEIGHTS / "fashion_mnist_v2.pt", FASHION_SHA256)
     hint = " (Debian: apt-get install dataset-fashion-mnist)"
 
 

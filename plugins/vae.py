@@ -89,6 +89,9 @@ class GaussianVAE(genbench.Model):
     def reconstruct(self, x, y=None):
         return self.decode(self.encode(x, y)[0], y)
 
+    def reconstruct_logits(self, x, y=None):
+        return self.decode_logits(self.encode(x, y)[0], y)
+
     def sample(self, n, labels=None):
         z = torch.randn(n, self.options.latent_dim, device=self.device)
         return self.decode(z, labels)

@@ -6,11 +6,13 @@ import gzip
 import hashlib
 import shutil
 
+import pytest
 import torch
 
 from genbench._torchvision_compat import ensure_torchvision
 from genbench.api.dataset import ImageSet, find_files, read_idx, search_roots
 from genbench.api.model import DataInfo
+from genbench.errors import UserError
 from genbench.engine.data import DeviceData
 
 MD5 = {  # of the uncompressed files, as the original distributions publish them
@@ -105,6 +107,40 @@ def test_prepare_subsets_and_validation_split(registry, write_suite):
     again = load_data(suite, registry, torch.device("cpu"), download=False)
     assert torch.equal(data.eval.images, again.eval.images)  # the split is fixed
     assert torch.bincount(data.eval.labels).tolist() == [500] * 10  # and stratified: 6,000 of each class
+
+
+def test_pooled_test_split_is_the_reference_protocol(registry, write_suite):
+    """MNIST's 70,000 images pooled and re-split 63,000 / 7,000, class-stratified."""
+    from genbench.engine.config import load_suite
+    from genbench.engine.runner import load_data
+
+    suite = load_suite(write_suite("""
+        name: p
+        dataset: {name: mnist, pooled_test: 7000}
+        budget: {steps: 1}
+        runs: [{model: vae}]
+    """), registry)
+    data = load_data(suite, registry, torch.device("cpu"), download=False)
+    assert len(data.train) == 63000 and len(data.eval) == 7000 and data.info.train_size == 63000
+    train = registry.datasets["mnist"]().load("train", None, False)
+    test = registry.datasets["mnist"]().load("test", None, False)
+    everything = torch.cat([train.labels, test.labels])
+    expected = torch.bincount(everything).double() * 7000 / 70000
+    assert (torch.bincount(data.eval.labels).double() - expected).abs().max() < 1  # stratified
+    # a partition of the pooled images: pixel sums add up, and both halves hold former test images
+    total = int(train.images.sum()) + int(test.images.sum())
+    assert int(data.train.images.sum()) + int(data.eval.images.sum()) == total
+    test_sums = set(test.images.flatten(1).sum(1).tolist())
+    assert 0 < sum(v in test_sums for v in data.train.images.flatten(1).sum(1).tolist())
+    assert torch.equal(data.eval.images, load_data(suite, registry, torch.device("cpu"), download=False).eval.images)
+    too_big = load_suite(write_suite("""
+        name: p
+        dataset: {name: mnist, pooled_test: 70000}
+        budget: {steps: 1}
+        runs: [{model: vae}]
+    """), registry)
+    with pytest.raises(UserError, match="pooled_test: 70000 is not below the 70000 pooled"):
+        load_data(too_big, registry, torch.device("cpu"), download=False)
 
 
 def test_the_validation_split_is_class_stratified_exact_and_fixed():

@@ -55,7 +55,7 @@ def test_torch_fidelity_uses_the_shipped_extractors_after_one_call(data_root):
             def __len__(self): return len(self.t)
             def __getitem__(self, i): return self.t[i]
         out = torch_fidelity.calculate_metrics(input1=Images(a), input2=Images(b), fid=True, cuda=False,
-                                               feature_extractor="genbench-mnist", verbose=False, batch_size=500)
+                                               feature_extractor="genbench-mnist_v2", verbose=False, batch_size=500)
         net = ext.load(MNIST.extractor)
         ours = fidelity.fid(ext.extract(net, to_float(b))[0], ext.extract(net, to_float(a))[0])
         print(out["frechet_inception_distance"], ours)
@@ -63,6 +63,17 @@ def test_torch_fidelity_uses_the_shipped_extractors_after_one_call(data_root):
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     names, values = proc.stdout.strip().splitlines()[-2:]
-    assert names == "['genbench-fashion_mnist', 'genbench-mnist']"
+    assert names == "['genbench-fashion_mnist_v2', 'genbench-mnist_v2']"
     theirs, ours = map(float, values.split())
     assert abs(theirs - ours) <= 1e-3 * ours and ours > 0
+
+
+def test_shipped_extractors_have_no_dead_features(registry, data_root):
+    """The classifier-only v1 networks had 24 (MNIST) and 16 (Fashion-MNIST) of 128 features
+    always zero; v2 takes its features before any activation."""
+    for name in ("mnist", "fashion_mnist"):
+        cls = registry.datasets[name]
+        assert cls.extractor.architecture == "v2"
+        images = cls().load("test", None, False).images[:2000].float() / 255
+        features, logits = ext.extract(ext.load(cls.extractor), images)
+        assert int((features.std(0) < 1e-6).sum()) == 0 and features.shape[1] == ext.FEATURES

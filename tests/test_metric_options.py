@@ -115,7 +115,7 @@ def test_old_evaluation_settings_still_work_with_a_warning(registry, write_suite
     suite = load_suite(write_suite(text), registry)
     options = {k: dataclasses.asdict(v) for k, v in suite.metric_options.items() if v is not None}
     assert options == {"kid": {"subset_size": 64, "subsets": 7}, "precision": {"k": 5}, "recall": {"k": 5},
-                       "iw_ll": {"samples": 9, "images": 1000}}
+                       "iw_ll": {"samples": 9, "images": None}}
     assert any("evaluation.kid_subset_size: deprecated" in w and "{name: kid, subset_size: 64}" in w
                and w.endswith("(line 7)") for w in suite.warnings)
     assert len(suite.warnings) == 4

@@ -269,3 +269,21 @@ def test_compare_shows_differences_and_their_significance(out, write_suite, tmp_
     assert main(["compare", str(out), str(out), "--format", "json"]) == 0
     same = json.loads(capsys.readouterr().out)
     assert all(r["delta"] == 0 and r["verdict"] == "tied" for r in same)
+
+
+def test_compare_leaves_out_sample_metrics_scored_with_different_extractors(out, tmp_path, capsys):
+    other = tmp_path / "other"
+    shutil.copytree(out, other)
+    for path in (other / "runs").glob("*/record.json"):  # as if scored with an earlier extractor
+        rec = json.loads(path.read_text())
+        if "feature_extractor" in rec.get("metric_details", {}):
+            rec["metric_details"]["feature_extractor"] = {"name": "genbench-mnist", "sha256": "ab" * 32}
+        path.write_text(json.dumps(rec))
+    assert main(["compare", str(out), str(other), "--format", "json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert {r["metric"] for r in rows} == {"bce", "kl"}  # fid refused, the rest compared
+    assert main(["compare", str(out), str(other), "--format", "md"]) == 0
+    text = capsys.readouterr().out
+    assert "Not compared: fid" in text and "genbench-mnist\\_v2" in text and "genbench-mnist (abababababab)" in text
+    assert main(["compare", str(out), str(out), "--format", "json"]) == 0
+    assert "fid" in {r["metric"] for r in json.loads(capsys.readouterr().out)}  # same extractor: compared

@@ -9,12 +9,12 @@ from .dataset import (CACHE_DIR, DataError, DataNotFound, Dataset, ImageSet, fin
 from .extractor import DomainNet, ExtractorSpec
 from .hookspecs import hookimpl
 from .logger import Logger, RunInfo, SuiteInfo
-from .metric import EvalContext, EvalOptions, Metric, MetricSetup
+from .metric import DEGRADATIONS, Claim, EvalContext, EvalOptions, Metric, MetricSetup
 from .model import CAPABILITIES, Batch, Capability, Contract, DataInfo, Model, NoOptions, Step
 from .options import option
 
 __all__ = [
-    "Batch", "CACHE_DIR", "CAPABILITIES", "Capability", "Contract", "DataError", "DataInfo",
+    "Batch", "CACHE_DIR", "CAPABILITIES", "Capability", "Claim", "Contract", "DEGRADATIONS", "DataError", "DataInfo",
     "DataNotFound", "Dataset", "DomainNet", "EvalContext", "EvalOptions", "ExtractorSpec",
     "ImageSet", "Logger", "Metric", "MetricSetup", "Model", "NoOptions", "RunInfo", "Step",
     "SuiteInfo", "find_files", "hookimpl", "option", "read_idx", "search_roots", "to_float",

@@ -1,11 +1,12 @@
-"""Domain feature extractors: small CNN classifiers that make FID mean the same everywhere.
+"""Domain feature extractors: small CNNs that make FID mean the same everywhere.
 
 Inception weights cannot be downloaded on an offline machine and Inception is slow on a
-CPU, so each built-in data set ships a small classifier trained on its own train split
-(``scripts/train_extractor.py``). Its 128-d penultimate layer gives the features for
-FID, KID and precision/recall; its logits score conditional samples. The weights file's
-SHA-256 is pinned by the data set plugin and checked on load, and recorded with every
-score, so a number is always tied to the exact network that produced it.
+CPU, so each built-in data set ships a small network trained on its own train split
+(``genbench extractor train``): a classifier and autoencoder (:class:`DomainNetV2`)
+whose 128-d features feed FID, KID, precision/recall, density/coverage and memorization,
+and whose logits score conditional samples. The weights file's SHA-256 is pinned by the
+data set plugin and checked on load, and recorded with every score, so a number is
+always tied to the exact network that produced it.
 """
 
 from __future__ import annotations
@@ -44,14 +45,62 @@ class DomainNet(nn.Module):
         return self.head(self.features(x))
 
 
+class DomainNetV2(nn.Module):
+    """A classifier and autoencoder sharing 128-d linear features (``genbench extractor train``).
+
+    Three conv blocks (32-64-128 channels) and a linear layer give the features, taken
+    before any activation so that no feature is dead. A linear classifier and a small
+    deconvolutional decoder both read them: the classification loss makes classes
+    separable, the reconstruction loss makes the features keep what the pixels show, so
+    noise, blur and other defects that a classifier ignores move them.
+    """
+
+    def __init__(self, in_channels: int = 1, num_classes: int = 10):
+        super().__init__()
+
+        def block(a, b):
+            return [nn.Conv2d(a, b, 3, padding=1, bias=False), nn.BatchNorm2d(b), nn.ReLU()]
+
+        self.body = nn.Sequential(
+            *block(in_channels, 32), nn.MaxPool2d(2),
+            *block(32, 64), nn.MaxPool2d(2),
+            *block(64, 128), nn.AdaptiveAvgPool2d(3), nn.Flatten(),
+            nn.Linear(128 * 9, FEATURES))
+        self.head = nn.Linear(FEATURES, num_classes)
+        self.decoder = nn.Sequential(  # pixel logits
+            nn.Linear(FEATURES, 32 * 7 * 7), nn.ReLU(), nn.Unflatten(1, (32, 7, 7)),
+            nn.ConvTranspose2d(32, 16, 4, 2, 1), nn.ReLU(),
+            nn.ConvTranspose2d(16, in_channels, 4, 2, 1))
+
+    def features(self, x: Tensor) -> Tensor:
+        """x: floats in [0, 1], (N, C, H, W) -> (N, 128)."""
+        return self.body((x - 0.5) / 0.5)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(self.features(x))
+
+    def reconstruction_logits(self, features: Tensor, size: tuple[int, int]) -> Tensor:
+        """Pixel logits (N, C, *size) decoded from ``features`` (28 x 28, resized to other sizes)."""
+        out = self.decoder(features)
+        if tuple(out.shape[-2:]) != tuple(size):
+            out = nn.functional.interpolate(out, size=tuple(size), mode="bilinear", align_corners=False)
+        return out
+
+
+ARCHITECTURES = {"v1": DomainNet, "v2": DomainNetV2}
+
+
 @dataclasses.dataclass(frozen=True)
 class ExtractorSpec:
-    """A shipped extractor: its weights file and the SHA-256 it must have."""
+    """A shipped extractor: its weights file, the SHA-256 it must have, and its network
+    (``"v2"``: :class:`DomainNetV2`, what ``genbench extractor train`` makes; ``"v1"``:
+    the earlier classifier-only :class:`DomainNet`, for files trained before)."""
 
     path: Path
     sha256: str
     num_classes: int = 10
     in_channels: int = 1
+    architecture: str = "v2"
 
     @property
     def name(self) -> str:
@@ -66,10 +115,10 @@ def file_sha256(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
-_loaded: dict[tuple[Path, str], DomainNet] = {}
+_loaded: dict[tuple[Path, str], nn.Module] = {}
 
 
-def load(spec: ExtractorSpec, device: torch.device | str = "cpu") -> DomainNet:
+def load(spec: ExtractorSpec, device: torch.device | str = "cpu") -> nn.Module:
     """The extractor in eval mode, after checking its file against the pinned hash."""
     key = (spec.path, str(device))
     if key not in _loaded:
@@ -79,14 +128,14 @@ def load(spec: ExtractorSpec, device: torch.device | str = "cpu") -> DomainNet:
         if actual != spec.sha256:
             raise ExtractorMismatch(f"{spec.path} has sha256 {actual}, expected {spec.sha256}")
         with torch.random.fork_rng(devices=[]):  # the random init must not move anyone's stream
-            net = DomainNet(spec.in_channels, spec.num_classes)
+            net = ARCHITECTURES[spec.architecture](spec.in_channels, spec.num_classes)
         net.load_state_dict(torch.load(spec.path, map_location="cpu", weights_only=True))
         _loaded[key] = net.eval().to(device)
     return _loaded[key]
 
 
 @torch.no_grad()
-def extract(net: DomainNet, images: Tensor, batch_size: int = 1000) -> tuple[Tensor, Tensor]:
+def extract(net: nn.Module, images: Tensor, batch_size: int = 1000) -> tuple[Tensor, Tensor]:
     """Features (N, 128) and logits (N, classes) of float images in [0, 1]."""
     feats, logits = [], []
     for start in range(0, len(images), batch_size):

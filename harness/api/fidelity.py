@@ -4,7 +4,7 @@ The harness extracts features itself (so the real split's features are computed 
 per suite) and hands them to torch-fidelity's own FID, KID and precision/recall
 functions. The domain extractors are also registered with torch-fidelity
 (``register_feature_extractor``), so ``torch_fidelity.calculate_metrics(...,
-feature_extractor="genbench-mnist")`` gives the same numbers outside genbench.
+feature_extractor="genbench-mnist_v2")`` gives the same numbers outside genbench.
 """
 
 from __future__ import annotations
@@ -84,7 +84,9 @@ def features(ctx, images: Tensor) -> tuple[Tensor, Tensor | None]:
     net = ext.load(spec, images.device)
     register(spec)
     ctx.details["feature_extractor"] = {"name": spec.name, "sha256": spec.sha256}
-    return ext.extract(net, images, ctx.batch_size)
+    # On a CPU small batches keep the activations in cache: 10,000 images in batches of
+    # 256 take 0.7 s, in batches of 1,000 3.1 s (v2 extractor, 2 cores).
+    return ext.extract(net, images, ctx.batch_size if images.device.type == "cuda" else 256)
 
 
 def _inception(ctx, images: Tensor) -> Tensor:
@@ -180,3 +182,21 @@ def precision_recall(real: Tensor, fake: Tensor, neighborhood: int) -> tuple[flo
     out = prc_features_to_metric(fake, real, prc_neighborhood=neighborhood, prc_batch_size=10000,
                                  save_cpu_ram=True, verbose=False)
     return out["precision"], out["recall"]
+
+
+def nearest_distances(queries: Tensor, reference: Tensor, chunk: int = 512) -> Tensor:
+    """Each query row's Euclidean distance to its nearest ``reference`` row."""
+    return torch.cat([torch.cdist(part, reference).min(dim=1).values for part in queries.split(chunk)])
+
+
+def memorization(real_to_train: Tensor, fake_to_train: Tensor, quantile: float) -> tuple[float, float]:
+    """The share of samples closer to their nearest training image than the ``quantile``
+    of real held-out images are (a nearest-neighbour distance test), and that threshold.
+
+    ``real_to_train`` and ``fake_to_train`` are :func:`nearest_distances` to the training
+    images. Held-out real images score ``quantile`` by construction, so a model that
+    generalises scores about that; exact or near copies of training images have distance
+    0 and all count.
+    """
+    threshold = float(torch.quantile(real_to_train.double(), quantile))
+    return float((fake_to_train.double() < threshold).double().mean()), threshold

@@ -66,6 +66,52 @@ class MetricSetup:
     info: DataInfo
 
 
+DEGRADATIONS = ("gaussian_noise", "blur", "salt_pepper", "uniform_swap", "drop_classes", "one_per_class",
+                "train_copies")
+"""What ``genbench check-metrics`` does to real held-out images, each at four strengths:
+additive Gaussian noise, Gaussian blur, salt-and-pepper pixels, a share of images swapped
+for uniform noise, classes dropped (mode collapse), a few images per class repeated (no
+diversity), and a share of images swapped for training images (memorization)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Claim:
+    """A defect a sample metric promises to respond to, checked by ``genbench check-metrics``.
+
+    Attributes:
+        degradation: one of :data:`DEGRADATIONS`.
+        expect: ``"worse"``: the score gets worse as the defect grows (no level better than
+            the one before, by more than 5% of the whole change) and ends worse than on
+            clean images; ``"steady"``: every level stays within ``tolerance`` of clean
+            (a fidelity metric should not punish lost diversity, and the reverse).
+        bound: with ``"worse"``, the strongest level must score at least this badly, e.g.
+            precision of images that are all uniform noise at most 0.1.
+        tolerance: with ``"steady"``, the largest allowed distance from the clean score.
+        monotone: with ``"worse"``, whether every level must be no better than the one
+            before; False claims only the end point (and ``bound``).
+    """
+
+    degradation: str
+    expect: Literal["worse", "steady"] = "worse"
+    bound: Optional[float] = None
+    tolerance: float = 0.0
+    monotone: bool = True
+
+    def __post_init__(self):
+        if self.degradation not in DEGRADATIONS:
+            raise ValueError(f"claim on unknown degradation {self.degradation!r}; known: {', '.join(DEGRADATIONS)}")
+        if self.expect not in ("worse", "steady"):
+            raise ValueError(f"claim expect must be 'worse' or 'steady', not {self.expect!r}")
+
+    def describe(self, higher_is_better: bool) -> str:
+        if self.expect == "steady":
+            return f"steady under {self.degradation} (within {self.tolerance:g})"
+        text = f"worse with more {self.degradation}" if self.monotone else f"worse at the strongest {self.degradation}"
+        if self.bound is not None:
+            text += f", {'at most' if higher_is_better else 'at least'} {self.bound:g} there"
+        return text
+
+
 @dataclasses.dataclass(frozen=True)
 class Metric:
     """A score computed on a trained model.
@@ -89,6 +135,9 @@ class Metric:
         check: ``check(setup: MetricSetup) -> list[str]``, the metric's preconditions,
             run before training: each returned line is a problem that would make the
             metric fail (e.g. a subset larger than the images there will be).
+        claims: for a sample metric, the defects it promises to respond to
+            (:class:`Claim`); ``genbench check-metrics`` scores degraded real images and
+            reports every claim that does not hold.
     """
 
     name: str
@@ -100,6 +149,7 @@ class Metric:
     uses_samples: bool = False
     Options: Optional[type] = None
     check: Optional[Callable[[MetricSetup], Iterable[str]]] = None
+    claims: tuple[Claim, ...] = ()
 
     def __post_init__(self):
         if not re.fullmatch(r"[a-z][a-z0-9_]*", self.name or ""):
@@ -111,6 +161,9 @@ class Metric:
         if self.check is not None and not callable(self.check):
             raise ValueError(f"metric {self.name!r}: check must be callable")
         object.__setattr__(self, "requires", frozenset(Capability(c) for c in self.requires))
+        object.__setattr__(self, "claims", tuple(self.claims))
+        if not all(isinstance(c, Claim) for c in self.claims):
+            raise ValueError(f"metric {self.name!r}: claims must be genbench.Claim objects")
 
     def info(self) -> dict:
         """What a run record keeps about the metric, so a report needs no plugin."""
@@ -177,6 +230,20 @@ class EvalContext:
     def reconstructions(self) -> Tensor:
         """``model.reconstruct`` of the evaluation split, checked to be images in [0, 1]."""
         return torch.cat(self._batched(self._reconstruct, self.images, self.labels))
+
+    def _reconstruct_logits(self, x: Tensor, y: Tensor) -> Tensor:
+        out = self.model.reconstruct_logits(x, self._cond(y))
+        out = out.flatten(1) if isinstance(out, Tensor) and out.dim() > 1 else out
+        return outputs.tensor(self.model, "reconstruct_logits", out, (len(x), self.data.info.num_pixels),
+                              self.device, unit_range=False)
+
+    @functools.cached_property
+    def reconstruction_logits(self) -> Tensor | None:
+        """Pixel logits (N, pixels) of the reconstructions, or None when the model has no
+        ``reconstruct_logits``."""
+        if not callable(getattr(self.model, "reconstruct_logits", None)):
+            return None
+        return torch.cat(self._batched(self._reconstruct_logits, self.images, self.labels))
 
     def _posterior(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
         return outputs.posterior(self.model, self.model.posterior(x, self._cond(y)), len(x), self.device)

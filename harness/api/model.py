@@ -205,6 +205,11 @@ class Model(nn.Module):
         """Reconstructions of ``x`` in [0, 1] (deterministic: use the posterior mean)."""
         raise NotImplementedError
 
+    # Optional, no capability of their own: a model whose decoder ends in logits may
+    # define ``reconstruct_logits(x, y)`` and ``decode_logits(z, y)``, each returning
+    # pixel logits (N, C*H*W); ``bce``, ``elbo`` and ``iw_ll`` then score from logits,
+    # exactly, instead of from float32 probabilities.
+
     def posterior(self, x: Tensor, y: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """Mean and log-variance of a diagonal Gaussian q(z|x), each (N, latent_dim)."""
         raise NotImplementedError

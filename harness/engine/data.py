@@ -68,6 +68,7 @@ class DeviceData:
 
 
 VALIDATION_SEED = 1234  # fixed, so every run and seed shares one validation split
+POOLED_SEED = 4321  # likewise for the re-split of pooled train and test images
 
 
 def stratified_holdout(labels: torch.Tensor, size: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -106,6 +107,16 @@ def load_split(dataset: Dataset, split: str, root: Path | None, download: bool) 
     return images
 
 
+def pooled_split(train: ImageSet, test: ImageSet, size: int) -> tuple[ImageSet, ImageSet]:
+    """Train and test re-split from all their images: ``size`` held out as the new test
+    split, class-stratified, the rest to train (a protocol some papers and notebooks use)."""
+    pooled = ImageSet(torch.cat([train.images, test.images]), torch.cat([train.labels, test.labels]))
+    if size >= len(pooled):
+        raise UserError(f"dataset.pooled_test: {size} is not below the {len(pooled)} pooled train and test images")
+    held, kept = stratified_holdout(pooled.labels, size, POOLED_SEED)
+    return pooled.take(kept), pooled.take(held)
+
+
 def prepare(dataset: Dataset, config, device: torch.device, download: bool = True) -> DeviceData:
     """Load a suite's data once: split, subset, move to the device."""
     root = Path(config.root) if config.root else None
@@ -114,6 +125,8 @@ def prepare(dataset: Dataset, config, device: torch.device, download: bool = Tru
     if train.images.shape[1:] != eval_set.images.shape[1:]:
         raise DataError(f"data set '{dataset.name}': train images are {tuple(train.images.shape[1:])}, "
                         f"test images {tuple(eval_set.images.shape[1:])}")
+    if config.pooled_test:
+        train, eval_set = pooled_split(train, eval_set, config.pooled_test)
     validation = None
     if config.validation:
         if config.validation >= len(train):

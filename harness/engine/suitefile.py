@@ -17,6 +17,9 @@ class DatasetConfig:
     root: Optional[str] = option(None, "folder looked at first for the data files")
     subset: Optional[int] = option(None, "use only the first N training images", min=1)
     test_subset: Optional[int] = option(None, "evaluate on only the first N images", min=1)
+    pooled_test: int = option(0, "pool the train and test splits and hold out N images, class-stratified, "
+                              "as the test split (e.g. 7000 of MNIST's 70,000); 0 keeps the data set's split",
+                              min=0)
     validation: int = option(0, "hold out N training images as a validation split (fixed, class-stratified)",
                              min=0)
     eval_split: Literal["test", "validation"] = option("test", "the split runs are scored on")

@@ -12,7 +12,7 @@ from tabulate import tabulate
 
 from ..results import stats
 from ..results.store import Results
-from .leaderboard import header, md_escape
+from .leaderboard import extractor_sha, header, md_escape
 from .report import csv_safe
 
 SETUP_KEYS = ("dataset", "budget", "seeds", "batch_size", "evaluation", "metrics", "training")
@@ -40,12 +40,41 @@ def _short(value) -> str:
     return json.dumps(value)
 
 
+def extractors(results: Results) -> set[str]:
+    """The feature extractors (SHA-256) the folder's sample metrics were computed with."""
+    return {sha for sha in map(extractor_sha, results.records) if sha}
+
+
+def extractor_refusal(a: Results, b: Results) -> tuple[list[str], str]:
+    """The sample metrics left out because the folders used different feature extractors,
+    and why (nothing when they agree): such scores live in different spaces."""
+    ea, eb = extractors(a), extractors(b)
+    if not ea or not eb or ea == eb:
+        return [], ""
+    info = {**b.board().info, **a.board().info}
+    left_out = [m for m in a.board().metrics if m in b.board().metrics
+                and "sample" in (info.get(m, {}).get("requires") or ())]
+    names = {sha: n for r in (*a.records, *b.records)
+             if isinstance(r.get("metric_details"), dict)
+             and isinstance(n := r["metric_details"].get("feature_extractor"), dict)
+             for sha in [str(n.get("sha256"))]}
+
+    def show(shas):
+        return ", ".join(f"{(names.get(s) or {}).get('name', '?')} ({s[:12]})" for s in sorted(shas))
+    return left_out, (f"Not compared: {', '.join(left_out)}: A's samples were scored with the feature extractor "
+                      f"{show(ea)} and B's with {show(eb)}, so those scores are in different spaces; "
+                      f"`genbench rescore` both folders with one extractor first.")
+
+
 def frame(a: Results, b: Results) -> pd.DataFrame:
-    """One row per (configuration in both, metric in both): A, B, B - A, Welch p, verdict."""
+    """One row per (configuration in both, metric in both): A, B, B - A, Welch p, verdict.
+
+    Sample metrics are left out when the two folders used different feature extractors."""
     board_a, board_b = a.board(), b.board()
     rows_b = {r.label: r for r in board_b.rows}
     info = {**board_b.info, **board_a.info}
-    metrics = [m for m in board_a.metrics if m in board_b.metrics]
+    refused = set(extractor_refusal(a, b)[0])
+    metrics = [m for m in board_a.metrics if m in board_b.metrics and m not in refused]
     rows = []
     for row_a in board_a.rows:
         row_b = rows_b.get(row_a.label)
@@ -99,6 +128,9 @@ def render(a: Results, b: Results, fmt: str):
     diffs = setup_differences(a, b)
     notes.append("Setup differs: " + "; ".join(diffs) if diffs else "Same setup (data, budget, seeds, "
                  "evaluation, device, versions).")
+    refusal = extractor_refusal(a, b)[1]
+    if refusal:
+        notes.append(refusal)
     left, right = only_in(a, b)
     if left or right:
         notes.append(f"Only in A: {', '.join(left) or 'none'}. Only in B: {', '.join(right) or 'none'}.")
