@@ -242,23 +242,22 @@ class MemorizationOptions:
                                                   "extractor's space or raw pixels")
 
 
-def _to_train(ctx, space: str, images, features) -> torch.Tensor:
-    def train_points():
-        if space == "pixels":
-            return to_float(ctx.data.train.images).flatten(1)
-        return ctx.cached(("train_features", ctx.options.feature_extractor),
-                          lambda: fidelity.features(ctx, to_float(ctx.data.train.images))[0])
-    points = train_points()
-    return fidelity.nearest_distances(images.flatten(1) if space == "pixels" else features, points.to(
-        images.device if space == "pixels" else features.device))
+def _points(space: str, images: torch.Tensor, features: torch.Tensor | None) -> torch.Tensor:
+    return images.flatten(1) if space == "pixels" else features
 
 
 def memorization(ctx, options: MemorizationOptions):
     """Samples nearer a training image than held-out real images typically are."""
-    space = options.space
-    real = ctx.cached(("real_to_train", space, ctx.options.feature_extractor),
-                      lambda: _to_train(ctx, space, ctx.images, ctx.real_features[0]))
-    fake = _to_train(ctx, space, ctx.samples, ctx.sample_features[0] if space == "features" else None)
+    space, extractor = options.space, ctx.options.feature_extractor
+
+    def train_points():  # once per suite
+        train = to_float(ctx.data.train.images)
+        return _points(space, train, None if space == "pixels" else fidelity.features(ctx, train)[0])
+    train = ctx.cached(("train_points", space, extractor), train_points)
+    real = ctx.cached(("real_to_train", space, extractor), lambda: fidelity.nearest_distances(
+        _points(space, ctx.images, None if space == "pixels" else ctx.real_features[0]).to(train.device), train))
+    fake_points = _points(space, ctx.samples, None if space == "pixels" else ctx.sample_features[0])
+    fake = fidelity.nearest_distances(fake_points.to(train.device), train)
     share, threshold = fidelity.memorization(real, fake, options.quantile)
     return share, {"threshold": threshold, "expected_for_unseen_images": options.quantile, "space": space,
                    "median_sample_distance": float(fake.median()), "median_real_distance": float(real.median())}

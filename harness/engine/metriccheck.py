@@ -147,7 +147,7 @@ def _options(metric: Metric, n: int, eval_size: int, kid_subsets: int | None = N
 
 
 def load(registry: Registry, dataset: str, samples: int, test_images: int | None,
-         device: torch.device) -> tuple[DeviceData, Source]:
+         device: torch.device, seed: int = 0) -> tuple[DeviceData, Source]:
     if dataset not in registry.datasets:
         raise UserError(f"data set '{dataset}' is not installed{did_you_mean(dataset, registry.datasets)}")
     held_out = max(samples, 10000)
@@ -157,7 +157,7 @@ def load(registry: Registry, dataset: str, samples: int, test_images: int | None
         raise UserError(f"data set '{dataset}' ships no feature extractor to check")
     order = torch.randperm(held_out, generator=torch.Generator().manual_seed(0))  # mixed classes
     src = Source(to_float(data.validation.images.cpu())[order], data.validation.labels.cpu()[order],
-                 to_float(data.train.images.cpu()), samples)
+                 to_float(data.train.images.cpu()), samples, seed)
     return data, src
 
 
@@ -169,8 +169,7 @@ def run(registry: Registry, dataset: str, samples: int = 5000, seed: int = 0, me
     what was used (extractor, counts)."""
     device = torch.device(device)
     chosen = sample_metrics(registry, metrics)
-    data, src = load(registry, dataset, samples, test_images, device)
-    src.seed = seed
+    data, src = load(registry, dataset, samples, test_images, device, seed)
     options = {m.name: _options(m, samples, len(data.eval), kid_subsets) for m in chosen}
     eval_options = EvalOptions(num_samples=samples)
     rows, details = [], {}
