@@ -13,7 +13,7 @@ __version__ = "0.1.0"
 
 _API = {name: "api" for name in (
     "Batch", "Capability", "Claim", "DataInfo", "Dataset", "EvalContext", "EvalOptions", "ExtractorSpec", "ImageSet",
-    "Logger", "Metric", "MetricSetup", "Model", "NoOptions", "RunInfo", "Step", "SuiteInfo", "hookimpl", "option")}
+    "Likelihood", "Logger", "Metric", "MetricSetup", "Model", "NoOptions", "RunInfo", "Step", "SuiteInfo", "hookimpl", "option")}
 _API["register_extractors"] = "engine.extractors"  # one call before using them from torch-fidelity
 
 __all__ = sorted(_API) + ["__version__"]

@@ -140,6 +140,9 @@ def _parser() -> argparse.ArgumentParser:
     res.add_argument("--suite", metavar="FILE", help="take metrics and evaluation settings from this suite file "
                      "instead of DIR/suite.yaml")
     res.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    res.add_argument("--set", metavar="NAME=VALUE", action="append", default=[], dest="overrides",
+                     help="change an evaluation-only model option (e.g. ddpm's sample_steps=50) of every run "
+                     "whose model has it; repeatable")
     res.set_defaults(func=cmd_rescore)
 
     ext = sub.add_parser("extractor", help="train a data set's domain feature extractor",
@@ -251,10 +254,21 @@ def cmd_report(args, registry) -> int:
 
 
 def cmd_rescore(args, registry) -> int:
+    import yaml
+
     from .engine.rescore import rescore
 
     metrics = [m.strip() for m in args.metrics.split(",") if m.strip()] if args.metrics else None
-    return rescore(Path(args.dir), registry, metrics, args.suite, args.device)
+    overrides = {}
+    for item in args.overrides:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise UserError(f"--set {item!r}: write NAME=VALUE, e.g. --set sample_steps=50")
+        try:
+            overrides[name.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError:
+            raise UserError(f"--set {item!r}: the value is not valid YAML") from None
+    return rescore(Path(args.dir), registry, metrics, args.suite, args.device, overrides=overrides)
 
 
 def cmd_extractor_train(args, registry) -> int:

@@ -22,6 +22,7 @@ import torch
 from .api import outputs
 from .api.dataset import Dataset, ImageSet
 from .api.extractor import ARCHITECTURES, file_sha256
+from .api.likelihood import Likelihood
 from .api.metric import EvalOptions, Metric, MetricSetup
 from .api.model import CAPABILITIES, Capability, DataInfo, Model, missing_methods
 from .engine.data import DeviceData
@@ -77,6 +78,9 @@ def check_model(cls: type[Model], options=None, image_shape: tuple[int, int, int
             if overridden and method not in declared and not cls.has(cap):
                 _fail(cls, method, f"is implemented but '{cap.value}' is not declared, so the harness "
                       f"never calls it: add Capability.{cap.name} to capabilities")
+    if cls.has(Capability.LIKELIHOOD) and not isinstance(cls.likelihood, Likelihood):
+        _fail(cls, "likelihood", "'likelihood' is declared: set likelihood = genbench.Likelihood(exact=..., "
+              "method=...) to say what log_likelihood returns")
     data = tiny_data(image_shape, num_classes)
     _check_train_step(cls, _build(cls, options, data, seed=0), data, batch_size)  # its own instance
     model = _build(cls, options, data, seed=0)
@@ -142,6 +146,8 @@ def _outputs(cls, model: Model, data: DeviceData, n: int = 8) -> dict[str, torch
                     out["decode"] = outputs.images(model, "decode", model.decode(out["latent"], cond), n, shape, device)
             if model.has(Capability.SAMPLE):
                 out["sample"] = outputs.images(model, "sample", model.sample(n, cond), n, shape, device)
+            if model.has(Capability.LIKELIHOOD) and Capability.LIKELIHOOD not in model.unavailable():
+                out["log_likelihood"] = outputs.log_likelihoods(model, model.log_likelihood(x, cond), n, device)
     except outputs.ModelOutputError as err:
         raise AssertionError(f"{cls.__name__}: {err}") from None
     return out

@@ -14,10 +14,12 @@ import torch
 import torch.nn.functional as F
 
 import genbench
-from genbench.api import Capability, fidelity, option, to_float
+from genbench.api import Capability, fidelity, option, outputs, to_float
+from genbench.api.likelihood import bits_per_dim
 from genbench.api.losses import gaussian_kl
 
 R, P, S, C = Capability.RECONSTRUCT, Capability.POSTERIOR, Capability.SAMPLE, Capability.CONDITIONAL
+L = Capability.LIKELIHOOD
 
 
 # Reconstruction -------------------------------------------------------------------
@@ -104,6 +106,10 @@ def active_units(ctx):
 
 
 def _log_px_given_z(ctx, z, x, y):
+    own = getattr(ctx.model, "decoder_log_prob", None)
+    if callable(own):  # the model's own decoder (e.g. a discretized logistic)
+        return outputs.tensor(ctx.model, "decoder_log_prob", own(x, z, y),
+                              (len(x),), ctx.device, unit_range=False)
     return -F.binary_cross_entropy_with_logits(ctx.decode_logits(z, y), x.flatten(1), reduction="none").sum(1)
 
 
@@ -165,6 +171,38 @@ def iw_log_likelihood(ctx, options: IWOptions):
             log_w[j, i:i + b] = log_px + log_prior - log_q
     bound = torch.logsumexp(log_w, dim=0) - math.log(k)
     return float(bound.mean()), {"images": n, "samples": k, "elbo_same_images": float(log_w.mean())}
+
+
+# Likelihood ------------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class LikelihoodOptions:
+    images: Optional[int] = option(None, "evaluation images scored (the first N); all when unset", min=1)
+
+
+def _nll(ctx, options: LikelihoodOptions):
+    """-log P(x) per image (float64), and the details both nll and bpd record."""
+    spec = ctx.model.likelihood
+    if spec is None or spec.convention != "discrete_8bit":
+        raise ValueError(f"this column is discrete_8bit; the model declares {getattr(spec, 'convention', None)!r}")
+    nll = -ctx.log_likelihood(options.images)
+    details = {"convention": spec.convention, "exact": spec.exact, "method": spec.method, "images": len(nll),
+               "sem": float(nll.std() / math.sqrt(len(nll))) if len(nll) > 1 else 0.0}
+    if not spec.exact:  # -log P is at most the value shown
+        details["bound"] = "upper"
+    return nll, details
+
+
+def negative_log_likelihood(ctx, options: LikelihoodOptions):
+    nll, details = _nll(ctx, options)
+    return float(nll.mean()), details
+
+
+def bits_per_dimension(ctx, options: LikelihoodOptions):
+    nll, details = _nll(ctx, options)
+    dims = ctx.data.info.num_pixels
+    details["sem"] = details["sem"] / (dims * math.log(2))
+    return float(bits_per_dim(nll.mean(), dims)), {**details, "dims": dims}
 
 
 # Samples ---------------------------------------------------------------------------
@@ -337,6 +375,11 @@ def register_metrics(register):
     register(M("iw_ll", iw_log_likelihood, {R, P}, True, "nats/image",
                "importance-weighted log-likelihood bound (options: samples per image, images)",
                Options=IWOptions))
+    register(M("nll", negative_log_likelihood, {L}, False, "nats/image",
+               "-log P(x) of the 8-bit test images (discrete_8bit convention); an upper bound where the "
+               "model gives a bound on log P(x)", Options=LikelihoodOptions))
+    register(M("bpd", bits_per_dimension, {L}, False, "bits/dim", "nll / (pixels x ln 2): bits per "
+               "dimension of the 8-bit test images; 8 for uniform pixels", Options=LikelihoodOptions))
     register(M("fid", fid, {S}, False, "", "Frechet distance of samples to the evaluation split in "
                "the extractor's feature space", uses_samples=True, claims=DISTANCE_CLAIMS))
     register(M("kid", kid, {S}, False, "", "kernel (MMD^2, cubic polynomial) distance of samples to "

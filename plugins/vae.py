@@ -1,13 +1,18 @@
 """Variational autoencoders: dense VAE, beta-VAE, convolutional VAE, conditional VAE.
 
-They share one loss (Kingma & Welling 2014): Bernoulli reconstruction from logits plus
-beta times the closed-form KL to N(0, I), with an optional linear KL warm-up.
+They share one loss (Kingma & Welling 2014): the decoder's negative log-likelihood plus
+beta times the closed-form KL to N(0, I), with an optional linear KL warm-up. The decoder
+is a Bernoulli from logits (the classic choice, not a probability of grey pixels) or a
+discretized logistic over the 256 pixel values, whose importance-weighted bound is a
+bound on log P(x) of the 8-bit image and joins the ``nll``/``bpd`` column.
 Subclasses only build networks and say how x (and the label) enter them.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -15,9 +20,22 @@ from torch import nn
 
 import genbench
 from genbench import Capability, option
+from genbench.api.likelihood import discretized_logistic_log_prob, importance_weighted
 from genbench.api.losses import bce_with_logits, gaussian_kl, reparameterize
 
-_GENERATIVE = frozenset({Capability.RECONSTRUCT, Capability.POSTERIOR, Capability.DECODE, Capability.SAMPLE})
+_GENERATIVE = frozenset({Capability.RECONSTRUCT, Capability.POSTERIOR, Capability.DECODE, Capability.SAMPLE,
+                         Capability.LIKELIHOOD})
+MIN_LOG_SCALE = -8.0  # the logistic's scale, in pixel units, stays above 1/3000 (a bin is 1/255)
+
+
+def decoder_option():
+    return option("bernoulli", "p(x|z): 'bernoulli' on grey pixels (no 8-bit likelihood), or 'logistic', a "
+                  "discretized logistic over the 256 pixel values (gives nll/bpd)")
+
+
+def iw_option():
+    return option(100, "evaluation only: importance samples per image of log_likelihood's bound", min=1,
+                  evaluation=True)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -28,6 +46,8 @@ class VAEOptions:
     kl_warmup_epochs: float = option(0.0, "epochs over which the KL weight rises linearly "
                                      "from 0 to beta (0: no warm-up)", min=0)
     lr: float = option(1e-3, "Adam learning rate", min=0)
+    decoder: Literal["bernoulli", "logistic"] = decoder_option()
+    iw_samples: int = iw_option()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,6 +62,8 @@ class ConvVAEOptions:
     beta: float = option(1.0, "weight of the KL term", min=0)
     kl_warmup_epochs: float = option(0.0, "epochs of linear KL warm-up (0: none)", min=0)
     lr: float = option(1e-3, "Adam learning rate", min=0)
+    decoder: Literal["bernoulli", "logistic"] = decoder_option()
+    iw_samples: int = iw_option()
 
     def __post_init__(self):
         if len(self.channels) != 2:
@@ -52,14 +74,39 @@ class GaussianVAE(genbench.Model):
     """Shared training and capabilities; subclasses define the networks."""
 
     capabilities = _GENERATIVE
+    likelihood = genbench.Likelihood(exact=False, method="importance-weighted bound (Burda et al. 2016) with "
+                                     "the discretized logistic decoder")
+
+    @property
+    def outputs_per_pixel(self) -> int:
+        return 2 if self.options.decoder == "logistic" else 1
 
     def encode(self, x, y):
         """Mean and log-variance of q(z|x[, y])."""
         raise NotImplementedError
 
-    def decode_logits(self, z, y):
-        """Pixel logits (N, C*H*W) of p(x|z[, y])."""
+    def decoder_output(self, z, y):
+        """(N, outputs_per_pixel * C*H*W): the pixel logits, then (logistic) the log-scales."""
         raise NotImplementedError
+
+    def unavailable(self):
+        if self.options.decoder == "bernoulli":
+            return {Capability.LIKELIHOOD: "decoder 'bernoulli' scores grey pixels as coin-flip probabilities, "
+                    "which is no probability of the 8-bit image; set decoder: logistic"}
+        return {}
+
+    def decode_logits(self, z, y=None):
+        """Logits of the pixel means (N, C*H*W)."""
+        return self.decoder_output(z, y)[:, :self.data.num_pixels]
+
+    def decoder_log_prob(self, x, z, y=None):
+        """log p(x|z) per image, in nats, under the decoder."""
+        out = self.decoder_output(z, y)
+        d = self.data.num_pixels
+        if self.options.decoder == "bernoulli":
+            return -bce_with_logits(out, x)
+        mean, log_scale = torch.sigmoid(out[:, :d]), out[:, d:].clamp(min=MIN_LOG_SCALE)
+        return discretized_logistic_log_prob(x.flatten(1), mean, log_scale).sum(1)
 
     def configure_optimizers(self):
         return {"adam": torch.optim.Adam(self.parameters(), lr=self.options.lr, fused=self.fused)}
@@ -71,14 +118,24 @@ class GaussianVAE(genbench.Model):
     def train_step(self, batch, step):
         y = batch.y if self.has(Capability.CONDITIONAL) else None
         mean, logvar = self.encode(batch.x, y)
-        logits = self.decode_logits(reparameterize(mean, logvar), y)
-        bce = bce_with_logits(logits, batch.x).mean()
+        rec = -self.decoder_log_prob(batch.x, reparameterize(mean, logvar), y).mean()
         kl = gaussian_kl(mean, logvar).mean()
         weight = self.kl_weight(step.epochs)
-        loss = bce + weight * kl
+        loss = rec + weight * kl
         self.optimize(loss, self.optimizers["adam"])
-        return {"loss": loss.detach(), "bce": bce.detach(), "kl": kl.detach(),
-                "kl_weight": torch.tensor(weight)}
+        return {"loss": loss.detach(), "bce" if self.options.decoder == "bernoulli" else "nll_x": rec.detach(),
+                "kl": kl.detach(), "kl_weight": torch.tensor(weight)}
+
+    def log_likelihood(self, x, y=None):
+        mean, logvar = self.encode(x, y)
+        log_w = []
+        for _ in range(self.options.iw_samples):
+            eps = torch.randn_like(mean)
+            z = mean + eps * (0.5 * logvar).exp()
+            log_prior = -0.5 * (z.pow(2) + math.log(2 * math.pi)).sum(1)
+            log_q = -0.5 * (eps.pow(2) + math.log(2 * math.pi) + logvar).sum(1)
+            log_w.append(self.decoder_log_prob(x, z, y).double() + log_prior.double() - log_q.double())
+        return importance_weighted(torch.stack(log_w))
 
     def posterior(self, x, y=None):
         return self.encode(x, y)
@@ -108,13 +165,14 @@ class VAE(GaussianVAE):
         self.encoder = nn.Sequential(nn.Linear(d + extra_inputs, h), nn.ReLU())
         self.to_mean = nn.Linear(h, z)
         self.to_logvar = nn.Linear(h, z)
-        self.decoder = nn.Sequential(nn.Linear(z + extra_inputs, h), nn.ReLU(), nn.Linear(h, d))
+        self.decoder = nn.Sequential(nn.Linear(z + extra_inputs, h), nn.ReLU(),
+                                     nn.Linear(h, d * self.outputs_per_pixel))
 
     def encode(self, x, y=None):
         h = self.encoder(x.flatten(1))
         return self.to_mean(h), self.to_logvar(h)
 
-    def decode_logits(self, z, y=None):
+    def decoder_output(self, z, y=None):
         return self.decoder(z)
 
 
@@ -141,7 +199,7 @@ class CVAE(VAE):
         h = self.encoder(torch.cat([x.flatten(1), self._onehot(y)], dim=1))
         return self.to_mean(h), self.to_logvar(h)
 
-    def decode_logits(self, z, y=None):
+    def decoder_output(self, z, y=None):
         return self.decoder(torch.cat([z, self._onehot(y)], dim=1))
 
     def sample(self, n, labels=None):
@@ -167,13 +225,13 @@ class ConvVAE(GaussianVAE):
         self.to_logvar = nn.Linear(flat, options.latent_dim)
         self.from_z = nn.Sequential(nn.Linear(options.latent_dim, flat), nn.ReLU())
         self.decoder = nn.Sequential(
-            nn.ConvTranspose2d(c2, c1, 4, 2, 1), nn.ReLU(), nn.ConvTranspose2d(c1, c, 4, 2, 1))
+            nn.ConvTranspose2d(c2, c1, 4, 2, 1), nn.ReLU(), nn.ConvTranspose2d(c1, c * self.outputs_per_pixel, 4, 2, 1))
 
     def encode(self, x, y=None):
         h = self.encoder(x)
         return self.to_mean(h), self.to_logvar(h)
 
-    def decode_logits(self, z, y=None):
+    def decoder_output(self, z, y=None):
         return self.decoder(self.from_z(z).view(-1, *self.feature_shape)).flatten(1)
 
 

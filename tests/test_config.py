@@ -74,7 +74,7 @@ def test_sweep_expands_to_one_run_per_value_and_seed(write_suite, registry):
     ("name: x\ndataset: {name: mnist}\nbudget: {}\nruns: [{model: vae}]\n",
      "budget: give at least one of flops, steps, epochs or seconds"),
     ("name: x\ndataset: {name: mnist}\nbudget: {steps: 1}\nmetrics: [bce, kll]\nruns: [{model: vae}]\n",
-     "metrics[1]: unknown metric 'kll'; did you mean 'kl'?"),
+     "metrics[1]: unknown metric 'kll'; did you mean 'kl' or 'nll'?"),
     ("name: x\ndatset: {name: mnist}\nbudget: {steps: 1}\nruns: [{model: vae}]\n",
      "datset: unknown option 'datset'; did you mean 'dataset'?"),
     ("name: x\ndataset: {name: mnist}\nbudget: {steps: 1}\nruns:\n  - model: vae\n    sweep: {latent_dim: [2, -1]}\n",

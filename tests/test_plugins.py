@@ -26,7 +26,7 @@ def test_builtins_come_from_entry_points_of_the_genbench_distribution():
     info = plugins_json()
     vae = next(m for m in info["models"] if m["name"] == "vae")
     assert vae["distribution"] == "genbench" and vae["plugin"] == "vae"
-    assert vae["capabilities"] == ["decode", "posterior", "reconstruct", "sample"]
+    assert vae["capabilities"] == ["decode", "likelihood", "posterior", "reconstruct", "sample"]
     assert {o["name"] for o in vae["options"]} >= {"hidden_dim", "latent_dim", "beta", "kl_warmup_epochs"}
     assert {d["name"] for d in info["datasets"]} == {"mnist", "fashion_mnist"}
     assert {"bce", "kl"} <= {m["name"] for m in info["metrics"]}
@@ -40,7 +40,8 @@ def test_load_filter_limits_plugins():
     assert {m["name"] for m in only["models"]} == {"vae", "beta_vae", "conv_vae", "cvae"}
     assert only["metrics"] == [] and {d["name"] for d in only["datasets"]} == {"mnist", "fashion_mnist"}
     by_dist = plugins_json({"GENBENCH_LOAD_PLUGINS": "genbench"})
-    assert {m["name"] for m in by_dist["models"]} == {"ae", "vae", "beta_vae", "conv_vae", "cvae", "gan"}
+    assert {m["name"] for m in by_dist["models"]} == {"ae", "vae", "beta_vae", "conv_vae", "cvae", "gan", "flow",
+                                                      "pixelcnn", "cpixelcnn", "ddpm"}
 
 
 class Tiny(genbench.Model):

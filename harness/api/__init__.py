@@ -8,6 +8,7 @@ from .dataset import (CACHE_DIR, DataError, DataNotFound, Dataset, ImageSet, fin
                       to_float, torchvision_download)
 from .extractor import DomainNet, ExtractorSpec
 from .hookspecs import hookimpl
+from .likelihood import CONVENTIONS, Likelihood
 from .logger import Logger, RunInfo, SuiteInfo
 from .metric import DEGRADATIONS, Claim, EvalContext, EvalOptions, Metric, MetricSetup
 from .model import CAPABILITIES, Batch, Capability, Contract, DataInfo, Model, NoOptions, Step
@@ -16,6 +17,6 @@ from .options import option
 __all__ = [
     "Batch", "CACHE_DIR", "CAPABILITIES", "Capability", "Claim", "Contract", "DEGRADATIONS", "DataError", "DataInfo",
     "DataNotFound", "Dataset", "DomainNet", "EvalContext", "EvalOptions", "ExtractorSpec",
-    "ImageSet", "Logger", "Metric", "MetricSetup", "Model", "NoOptions", "RunInfo", "Step",
+    "ImageSet", "Likelihood", "CONVENTIONS", "Logger", "Metric", "MetricSetup", "Model", "NoOptions", "RunInfo", "Step",
     "SuiteInfo", "find_files", "hookimpl", "option", "read_idx", "search_roots", "to_float",
     "torchvision_download"]

@@ -185,7 +185,17 @@ class Metric:
         return [str(p) for p in (self.check(setup) or ())] if self.check else []
 
     def applies_to(self, model: type[Model] | Model) -> bool:
-        return self.requires <= expand(model.capabilities)
+        """Whether ``model`` declares what the metric requires (and, for an instance, offers it
+        under its options: see :meth:`Model.unavailable`)."""
+        return self.requires <= expand(model.capabilities) and not self.unavailable_reason(model)
+
+    def unavailable_reason(self, model: type[Model] | Model) -> str | None:
+        """Why a configured model that declares the requirements still cannot be scored."""
+        if isinstance(model, type):
+            return None
+        off = model.unavailable()
+        reasons = [f"{cap.value}: {off[cap]}" for cap in sorted(self.requires, key=str) if cap in off]
+        return "; ".join(reasons) or None
 
 
 class EvalContext:
@@ -253,6 +263,16 @@ class EvalContext:
         """Posterior means and log-variances of the evaluation split."""
         parts = self._batched(self._posterior, self.images, self.labels)
         return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
+
+    def _log_likelihood(self, x: Tensor, y: Tensor) -> Tensor:
+        return outputs.log_likelihoods(self.model, self.model.log_likelihood(x, self._cond(y)), len(x), self.device)
+
+    def log_likelihood(self, images: int | None = None) -> Tensor:
+        """``model.log_likelihood`` of the first ``images`` evaluation images (all when None),
+        float64 nats per image, computed once per run for each count."""
+        n = len(self.images) if images is None else min(images, len(self.images))
+        return self.shared(("log_likelihood", n), lambda: torch.cat(
+            self._batched(self._log_likelihood, self.images[:n], self.labels[:n])).double())
 
     def decode_logits(self, z: Tensor, y: Tensor | None) -> Tensor:
         """Pixel logits (N, pixels); from ``decode`` when the model has no logits method."""

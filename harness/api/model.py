@@ -16,6 +16,8 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
+from .likelihood import Likelihood
+
 
 class Capability(str, enum.Enum):
     """What a trained model can do; metrics and figures apply only where present.
@@ -29,6 +31,7 @@ class Capability(str, enum.Enum):
     DECODE = "decode"            # decode(z, y) -> images in [0, 1] from codes: interpolations
     SAMPLE = "sample"            # sample(n, labels) -> images in [0, 1]
     CONDITIONAL = "conditional"  # the methods above take and use the class label y
+    LIKELIHOOD = "likelihood"    # log_likelihood(x, y) -> log P(x) per image, nats (see Model.likelihood)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,6 +54,8 @@ CAPABILITIES: dict[Capability, Contract] = {
     Capability.DECODE: Contract(("decode",), used_by="interpolation; the 2-D latent plane (with posterior)"),
     Capability.SAMPLE: Contract(("sample",), used_by="fid, kid, precision, recall; sample grids"),
     Capability.CONDITIONAL: Contract((), used_by="cond_accuracy, fid_per_class; per-class sample rows"),
+    Capability.LIKELIHOOD: Contract(("log_likelihood",), used_by="nll, bpd (one column for every model of the "
+                                    "same convention; bounds marked)"),
 }
 
 
@@ -124,6 +129,8 @@ class Model(nn.Module):
             :func:`genbench.option`; the suite's ``options:`` are validated against it
             and the instance is passed to ``__init__``.
         capabilities: the :class:`Capability` values this model implements.
+        likelihood: with ``LIKELIHOOD``, a :class:`Likelihood` saying what
+            :meth:`log_likelihood` returns (convention; exact or a lower bound).
 
     Life cycle, driven by the harness:
         1. ``model = Cls(options, data_info)`` builds the networks (on the CPU).
@@ -138,6 +145,7 @@ class Model(nn.Module):
     description: ClassVar[str] = ""
     Options: ClassVar[type] = NoOptions
     capabilities: ClassVar[frozenset[Capability]] = frozenset()
+    likelihood: ClassVar[Likelihood | None] = None
 
     def __init__(self, options, data: DataInfo):
         super().__init__()
@@ -208,7 +216,9 @@ class Model(nn.Module):
     # Optional, no capability of their own: a model whose decoder ends in logits may
     # define ``reconstruct_logits(x, y)`` and ``decode_logits(z, y)``, each returning
     # pixel logits (N, C*H*W); ``bce``, ``elbo`` and ``iw_ll`` then score from logits,
-    # exactly, instead of from float32 probabilities.
+    # exactly, instead of from float32 probabilities. A decoder that is not a Bernoulli
+    # defines ``decoder_log_prob(x, z, y)`` -> log p(x|z) per image (N,), which ``elbo``,
+    # ``bce_sampled`` and ``iw_ll`` then use.
 
     def posterior(self, x: Tensor, y: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """Mean and log-variance of a diagonal Gaussian q(z|x), each (N, latent_dim)."""
@@ -231,6 +241,24 @@ class Model(nn.Module):
         Use torch's global random generator: the harness seeds it.
         """
         raise NotImplementedError
+
+    def log_likelihood(self, x: Tensor, y: Tensor | None = None) -> Tensor:
+        """``LIKELIHOOD``: log P(x) of each 8-bit image, in nats, shape (N,).
+
+        ``x`` holds images whose pixels are exactly k/255 (the evaluation split). Follow
+        the convention ``self.likelihood`` declares (:data:`genbench.api.likelihood.CONVENTIONS`):
+        a probability of discrete pixels, never a continuous density, so every value is at
+        most 0. A bound must be a lower bound, declared with ``Likelihood(exact=False)``.
+        Random draws (dequantization noise, importance samples) come from torch's global
+        generator, which the harness seeds.
+        """
+        raise NotImplementedError
+
+    def unavailable(self) -> dict[Capability, str]:
+        """Declared capabilities this instance does not offer under its options, each with
+        the reason; their metrics leave a dash and record the reason. For example a VAE
+        with a Bernoulli decoder on grey pixels has no likelihood of the 8-bit image."""
+        return {}
 
     @property
     def fused(self) -> bool | None:

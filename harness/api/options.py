@@ -22,16 +22,23 @@ Path = tuple  # of str keys and int indices
 
 
 def option(default: Any = dataclasses.MISSING, help: str = "", *, min: float | None = None,
-           max: float | None = None, default_factory: Any = dataclasses.MISSING) -> Any:
+           max: float | None = None, default_factory: Any = dataclasses.MISSING, evaluation: bool = False) -> Any:
     """Declare one option of an options dataclass.
 
     ``help`` is shown by ``genbench plugins --model NAME``; ``min``/``max`` bound numbers
-    (inclusive). Choices come from a ``Literal[...]`` type annotation.
+    (inclusive). Choices come from a ``Literal[...]`` type annotation. ``evaluation=True``
+    marks a model option that training never reads (a sampler's steps, importance
+    samples): ``genbench rescore DIR --set NAME=VALUE`` changes it on saved models.
     """
-    meta = {"help": help, "min": min, "max": max}
+    meta = {"help": help, "min": min, "max": max, "evaluation": evaluation}
     if isinstance(default, (list, dict, set)):
         raise TypeError("use a tuple, not a mutable default, for an option")
     return dataclasses.field(default=default, default_factory=default_factory, metadata=meta)
+
+
+def evaluation_only(cls: type) -> set[str]:
+    """The fields of an options dataclass declared with ``evaluation=True``."""
+    return {f.name for f in dataclasses.fields(cls) if f.metadata.get("evaluation")}
 
 
 def format_path(path: Path) -> str:
@@ -50,6 +57,7 @@ class OptionInfo:
     default: Any
     help: str
     required: bool
+    evaluation: bool = False  # training never reads it (rescore --set may change it)
 
 
 def describe(cls: type) -> list[OptionInfo]:
@@ -62,7 +70,8 @@ def describe(cls: type) -> list[OptionInfo]:
         required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
         default = None if required else (f.default if f.default is not dataclasses.MISSING else f.default_factory())
         default = list(default) if isinstance(default, tuple) else default
-        out.append(OptionInfo(f.name, type_name(hints[f.name]), default, f.metadata.get("help", ""), required))
+        out.append(OptionInfo(f.name, type_name(hints[f.name]), default, f.metadata.get("help", ""), required,
+                              bool(f.metadata.get("evaluation"))))
     return out
 
 

@@ -63,3 +63,13 @@ def posterior(model: Model, out, n: int, device: torch.device) -> tuple[Tensor, 
     shape = (n, mean.shape[1])
     return (tensor(model, "posterior", mean, shape, device, unit_range=False),
             tensor(model, "posterior", logvar, shape, device, unit_range=False))
+
+
+def log_likelihoods(model: Model, out, n: int, device: torch.device) -> Tensor:
+    """log P(x) per image (n,): finite and at most 0, as a probability of discrete pixels is."""
+    out = tensor(model, "log_likelihood", out, (n,), device, unit_range=False)
+    if out.numel() and float(out.max()) > 1e-3:
+        convention = model.likelihood.convention if model.likelihood is not None else "?"
+        _fail(model, "log_likelihood", f"returned {float(out.max()):.4g} > 0: a log-probability of "
+              f"{convention} pixels is at most 0 (a continuous density? dequantize and subtract D log 256)")
+    return out

@@ -61,6 +61,9 @@ def evaluate(model: Model, data: DeviceData, metrics: list[Metric], options: Eva
         for metric in metrics:
             if not metric.applies_to(model):
                 scores[metric.name] = None
+                reason = metric.unavailable_reason(model)
+                if reason:
+                    ctx.details.setdefault("not_applicable", {})[metric.name] = reason
                 continue
             try:
                 value = metric.score(ctx, metric_options.get(metric.name))

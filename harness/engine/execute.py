@@ -119,8 +119,10 @@ def execute_run(suite: Suite, run: RunSpec, run_id: str, registry: Registry, dat
         rec["eval_seconds"] = round(time.perf_counter() - started, 3)
         try:  # the figures' arrays are an extra: a bug there must not fail a scored run
             if not trial:
-                arrays = snapshot.take(model, data, run.seed, suite.report.latent_points)
+                timings: dict = {}
+                arrays = snapshot.take(model, data, run.seed, suite.report.latent_points, timings)
                 out.files[snapshot.SNAPSHOT] = snapshot.to_bytes(arrays)
+                rec.update(timings)
         except Exception as err:
             out.warnings.append(f"could not write the figure snapshot: {type(err).__name__}: {err} "
                                 f"(rebuild with `genbench report`)")

@@ -23,9 +23,10 @@ import pluggy
 
 from ..api import hookspecs
 from ..api.dataset import Dataset
+from ..api.likelihood import Likelihood
 from ..api.logger import Logger
 from ..api.metric import Metric
-from ..api.model import Model, missing_methods
+from ..api.model import Capability, Model, expand, missing_methods
 from ..errors import did_you_mean
 
 GROUP = "genbench"
@@ -183,6 +184,9 @@ def _check_model(cls: Any) -> str:
         raise TypeError(f"model '{cls.name}': {err}") from None
     for cap, method in missing:
         raise TypeError(f"model '{cls.name}' declares '{cap.value}' but does not implement {method}()")
+    if Capability.LIKELIHOOD in expand(cls.capabilities) and not isinstance(cls.likelihood, Likelihood):
+        raise TypeError(f"model '{cls.name}' declares 'likelihood' but its likelihood attribute is not a "
+                        f"genbench.Likelihood (say the convention and whether the value is exact or a bound)")
     if getattr(cls, "train_step") is Model.train_step:
         raise TypeError(f"model '{cls.name}' does not implement train_step()")
     return cls.name

@@ -7,6 +7,7 @@ reproduces its recorded scores exactly.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import time
 from pathlib import Path
@@ -21,6 +22,7 @@ from ..api import options
 from ..errors import UserError
 from ..render import report
 from ..results import files, record, store
+from . import snapshot
 from .config import Suite, load_suite, metric_entry
 from .evaluate import evaluate
 from .pluginmanager import Registry
@@ -28,8 +30,13 @@ from .runner import load_data, pick_device
 
 
 def rescore(out: Path, registry: Registry, metrics: list[str] | None = None, suite_path: str | None = None,
-            device_name: str = "auto", console: Console | None = None) -> int:
-    """Re-evaluate every finished run that kept its model.pt; return the exit status."""
+            device_name: str = "auto", console: Console | None = None, overrides: dict | None = None) -> int:
+    """Re-evaluate every finished run that kept its model.pt; return the exit status.
+
+    ``overrides`` set evaluation-only model options (declared ``option(evaluation=True)``)
+    on every run whose model has them, e.g. a diffusion model's sampling steps.
+    """
+    overrides = dict(overrides or {})
     console = console or messages.console()
     out = Path(out)
     suite = load_suite(suite_path or out / "suite.yaml", registry, loggers=False)
@@ -48,20 +55,56 @@ def rescore(out: Path, registry: Registry, metrics: list[str] | None = None, sui
         runs = [r for r in runs if r["run_id"] not in missing]
         if not runs:
             raise UserError(f"{out}: no finished run with a saved model.pt to rescore")
+        changed = _check_overrides(registry, runs, overrides)
+        if overrides:  # only the runs whose models the changed options belong to
+            runs = [r for r in runs if r["run_id"] in changed]
         data = load_data(suite, registry, device, console=console, metrics=names)
         chosen = [registry.metrics[m] for m in names]
         for i, rec in enumerate(runs, 1):
             started = time.perf_counter()
+            if rec["run_id"] in changed:
+                rec["options"] = {**(rec.get("options") or {}), **changed[rec["run_id"]]}
             model = _load_model(registry, rec, results.run_dir(rec) / "model.pt", data.info, device)
             scores, details = evaluate(model, data, chosen, suite.evaluation, rec["seed"], suite.metric_options)
             _update(rec, scores, details, chosen, suite, time.perf_counter() - started)
+            if rec["run_id"] in changed:
+                rec["rescored"]["options"] = changed[rec["run_id"]]
+                _redraw(model, data, rec, results.run_dir(rec), suite.report.latent_points)
             record.write_json(results.run_dir(rec) / record.RECORD, rec)
             shown = ", ".join(f"{k} {v:.4g}" for k, v in scores.items() if v is not None)
             console.print(f"{i}/{len(runs)} {escape(rec['label'])} seed {rec['seed']}: {escape(shown) or '-'}")
         _save_suite(out, suite, chosen)
-        report.build(store.load(out), redraw_runs=False)
+        report.build(store.load(out), redraw_runs=bool(changed))
     console.print(f"Rescored {len(runs)} run(s) in {escape(str(out))}; tables and report.html rebuilt")
     return 0
+
+
+def _check_overrides(registry: Registry, runs: list[dict], overrides: dict) -> dict[str, dict]:
+    """run_id -> the overrides that apply to it; a user error for a training option or a name no run has."""
+    changed: dict[str, dict] = {}
+    for name in overrides:
+        fits = False
+        for rec in runs:
+            cls = registry.models.get(rec["model"])
+            if cls is None or name not in {f.name for f in dataclasses.fields(cls.Options)}:
+                continue
+            if name not in options.evaluation_only(cls.Options):
+                raise UserError(f"--set {name}: a training option of model '{rec['model']}'; changing it needs "
+                                f"new training (`genbench run`). Evaluation-only options: "
+                                f"{', '.join(sorted(options.evaluation_only(cls.Options))) or 'none'}")
+            fits = True
+            changed.setdefault(rec["run_id"], {})[name] = overrides[name]
+        if not fits:
+            raise UserError(f"--set {name}: no rescored run's model has an option '{name}'")
+    return changed
+
+
+def _redraw(model, data, rec: dict, run_dir: Path, latent_points: int) -> None:
+    """The figures' arrays and the sampling cost again, under the changed options."""
+    timings: dict = {}
+    arrays = snapshot.take(model, data, rec["seed"], latent_points, timings)
+    files.write_bytes(run_dir / snapshot.SNAPSHOT, snapshot.to_bytes(arrays))
+    rec.update(timings)
 
 
 def _load_model(registry: Registry, rec: dict, path: Path, info, device: torch.device):

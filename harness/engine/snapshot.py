@@ -8,6 +8,7 @@ follows the model's capabilities, never its name.
 from __future__ import annotations
 
 import io
+import time
 import zipfile
 from pathlib import Path
 
@@ -39,8 +40,13 @@ def showcase_index(labels: Tensor, count: int = GRID) -> Tensor:
 
 
 @torch.no_grad()
-def take(model: Model, data: DeviceData, seed: int, latent_points: int = 2000) -> dict[str, np.ndarray]:
-    """Everything the run's figures need, as NumPy arrays (images as uint8 N,C,H,W)."""
+def take(model: Model, data: DeviceData, seed: int, latent_points: int = 2000,
+         timings: dict | None = None) -> dict[str, np.ndarray]:
+    """Everything the run's figures need, as NumPy arrays (images as uint8 N,C,H,W).
+
+    ``timings``, if given, receives ``sampling``: the seconds the sample grid took to
+    generate, in one batch on the run's device (the run's sampling cost).
+    """
     model.eval()
     device = data.eval.images.device
     cond = model.has(Capability.CONDITIONAL)
@@ -62,7 +68,15 @@ def take(model: Model, data: DeviceData, seed: int, latent_points: int = 2000) -
                 labels = torch.arange(classes, device=device).repeat_interleave(GRID)
                 out["sample_labels"] = labels.cpu().numpy()
             n = GRID * GRID if labels is None else len(labels)
-            out["samples"] = _u8(outputs.images(model, "sample", model.sample(n, labels), n, shape, device))
+            _sync(device)
+            started = time.perf_counter()
+            drawn = model.sample(n, labels)
+            _sync(device)
+            if timings is not None:
+                seconds = time.perf_counter() - started
+                timings["sampling"] = {"images": n, "seconds": round(seconds, 4),
+                                       "seconds_per_1000": round(seconds * 1000 / n, 4)}
+            out["samples"] = _u8(outputs.images(model, "sample", drawn, n, shape, device))
         if model.has(Capability.LATENT):
             out.update(_latents(model, data, cond, latent_points))
             if model.has(Capability.DECODE):
@@ -71,6 +85,11 @@ def take(model: Model, data: DeviceData, seed: int, latent_points: int = 2000) -
                 if out["latent_mean"].shape[1] == 2 and not cond and model.has(Capability.POSTERIOR):
                     out.update(_manifold(model, device))
     return out
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def _latents(model: Model, data: DeviceData, cond: bool, points: int) -> dict[str, np.ndarray]:

@@ -19,6 +19,7 @@ from ..results import stats
 
 TIE_MARK = "†"
 CONTENDED_MARK = "‡"
+BOUND_MARKS = {"upper": "≤", "lower": "≥"}  # the true value is at most / at least the one shown
 CONTENDED_HINT = ("under a seconds budget its scores reflect the machine's load: give side-by-side jobs one "
                   "thread each (--threads 1), use a flops or steps budget, or run on a quiet machine")
 
@@ -28,9 +29,12 @@ class Cell:
     summary: stats.Summary
     best: bool = False
     tied: bool = False  # not significantly different from the best
+    bound: str | None = None  # "upper" or "lower": the runs gave a bound on the true value
 
     def text(self) -> str:
         value = stats.format_value(self.summary.mean, self.summary.half_width)
+        if self.bound in BOUND_MARKS and not math.isnan(self.summary.mean):
+            value = f"{BOUND_MARKS[self.bound]} {value}"
         return f"{value} {TIE_MARK}" if self.tied else value
 
 
@@ -46,6 +50,7 @@ class Row:
     runs: list[dict] = dataclasses.field(default_factory=list, repr=False)  # by seed
     images_per_second: float = math.nan
     peak_fraction: float = math.nan  # achieved FLOP/s over the device's matmul FLOP/s
+    sample_seconds: float = math.nan  # seconds per 1,000 samples
     contended: int = 0               # runs flagged as crowded out under a seconds budget
     search: dict | None = None       # for a searched entry: trials, chosen options, ...
 
@@ -99,9 +104,11 @@ def build(records: list[dict], metrics: list[str], primary: str | None, title: s
                          f"({crowded[0]['contended'][0]}); {CONTENDED_HINT}")
         rows.append(Row(label, runs[0]["model"], len(runs), runs[0].get("options") or {},
                         _mean(u.get("seconds") for u in used), _mean(u.get("steps") for u in used),
-                        {m: Cell(summaries[label][m], *marks[m].get(label, (False, False))) for m in metrics},
+                        {m: Cell(summaries[label][m], *marks[m].get(label, (False, False)), bound_of(runs, m))
+                         for m in metrics},
                         runs, _mean(s.get("images_per_second") for s in speed),
-                        _mean(s.get("peak_fraction") for s in speed), len(crowded), runs[0].get("search")))
+                        _mean(s.get("peak_fraction") for s in speed), _mean(sampling_cost(r) for r in runs),
+                        len(crowded), runs[0].get("search")))
     if primary in metrics:
         sign = -1 if info.get(primary, {}).get("higher_is_better") else 1
         rows.sort(key=lambda r: (math.isnan(r.cells[primary].summary.mean),
@@ -161,6 +168,23 @@ def group_runs(records: list[dict]) -> tuple[dict[str, list[dict]], list[str]]:
     return groups, notes
 
 
+def bound_of(runs: list[dict], metric: str) -> str | None:
+    """"upper" or "lower" when a run's value of ``metric`` is a bound (its details say so)."""
+    for r in runs:
+        details = r.get("metric_details")
+        entry = details.get(metric) if isinstance(details, dict) else None
+        if isinstance(entry, dict) and entry.get("bound") in BOUND_MARKS:
+            return entry["bound"]
+    return None
+
+
+def sampling_cost(rec: dict) -> float | None:
+    """A run's recorded seconds per 1,000 samples, if any."""
+    sampling = rec.get("sampling")
+    value = sampling.get("seconds_per_1000") if isinstance(sampling, dict) else None
+    return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
 def _marks(column: dict[str, stats.Summary], meta: dict) -> dict[str, tuple[bool, bool]]:
     """label -> (best, tied with the best)."""
     finite = {k: s for k, s in column.items() if not math.isnan(s.mean)}
@@ -199,7 +223,10 @@ def legend(board: Board, markup: str = "md") -> str:
     return (f"Mean ± 95% confidence half-width over {n} seeds (t-distribution); ↓ lower is better, "
             f"↑ higher is better; {best}: best in its column; {TIE_MARK} statistically tied with the best "
             f"(Welch's t-test, p ≥ {stats.ALPHA}); - not applicable; img/s: training images per second; "
-            f"% peak: achieved FLOP/s as a share of the device's matrix-product FLOP/s"
+            f"% peak: achieved FLOP/s as a share of the device's matrix-product FLOP/s; sample s/1k: seconds "
+            f"to generate 1,000 samples on the run's device (timed on the figures' 100, in one batch)"
+            + ("; ≤: an upper bound (the model gives a lower bound on its log-likelihood), ranked as if exact"
+               if any(c.bound for r in board.rows for c in r.cells.values()) else "")
             + ("; trials: the search's trials of that configuration, each trained on the same budget and "
                "scored on the validation split (ok/all when some failed); chosen options: the best trial's, "
                "which the seeds above trained and scored on the test split" if board.searched else "")
@@ -227,7 +254,7 @@ def table_rows(board: Board, metrics: list[str] | None = None, bold=("**", "**")
         label = text(row.label) + (f" {CONTENDED_MARK}" if row.contended else "")
         out.append([str(i + 1), label, text(row.model), str(row.seeds), *cells,
                     f"{row.train_seconds:.1f}", f"{row.train_steps:.0f}", _number(row.images_per_second, "{:,.0f}"),
-                    _number(row.peak_fraction, "{:.1%}")]
+                    _number(row.peak_fraction, "{:.1%}"), _number(row.sample_seconds, "{:.3g}")]
                    + ([trials_text(row.search), text(chosen_text(row.search))] if board.searched else []))
     return out
 
@@ -263,7 +290,8 @@ def _number(value: float, fmt: str) -> str:
 def table_headers(board: Board, metrics: list[str] | None = None, unit: bool = True) -> list[str]:
     metrics = board.metrics if metrics is None else metrics
     return (["#", "configuration", "model", "seeds", *[header(m, board.info, unit) for m in metrics],
-             "train s", "steps", "img/s", "% peak"] + (["trials", "chosen options"] if board.searched else []))
+             "train s", "steps", "img/s", "% peak", "sample s/1k"]
+            + (["trials", "chosen options"] if board.searched else []))
 
 
 def markdown(board: Board) -> str:
@@ -287,7 +315,7 @@ def units_caption(metrics: list[str], info: dict) -> str:
 
 def rich_table(board: Board, width: int = 100) -> Table:
     """The leaderboard for a terminal: as many metrics as fit ``width``, in suite order."""
-    shown, used = [], 56 + 9 * board.searched  # configuration, seeds, train s, steps, img/s, % peak, trials
+    shown, used = [], 68 + 9 * board.searched  # configuration, seeds, train s, steps, img/s, % peak, s/1k, trials
     for m in board.metrics:
         cell = max(len(header(m, board.info, unit=False)), *(len(r.cells[m].text()) for r in board.rows)) + 3
         if shown and used + cell > width:
@@ -306,9 +334,12 @@ def rich_table(board: Board, width: int = 100) -> Table:
     if chosen:
         caption += " Chosen by the search: " + "; ".join(f"{label}: {c}" for label, c in chosen) + "."
     table = Table(title=escape(board.title), title_justify="left", caption=caption, caption_justify="left")
+    # the labels fold, never vanish, when the terminal is narrower than the table
+    label_width = min(20, max((len(r.label) for r in board.rows), default=13))
     for h in headers:
         table.add_column(h, justify="left" if h == "configuration" else "right",
-                         no_wrap=h != "configuration", overflow="fold")
+                         no_wrap=h != "configuration", overflow="fold",
+                         min_width=label_width if h == "configuration" else None)
     for row in rows:  # escape user text, then turn the bold placeholders into markup
         table.add_row(*(escape(c).replace("\0", "[bold green]").replace("\1", "[/]") for c in row))
     return table

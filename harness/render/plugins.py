@@ -3,6 +3,7 @@ which distribution provides each, and one plugin's options."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 from ..errors import UserError, did_you_mean
@@ -28,8 +29,13 @@ def show(registry, model: str | None = None, dataset: str | None = None, metric:
         if as_json:
             print(json.dumps(entry, indent=2))
             return 0
-        make_console().print(_options_table(f"{kind[:-1]} '{name}': {entry['description']} ({entry['distribution']} "
-                                            f"{entry['version']})", entry["options"]))
+        console = make_console()
+        console.print(_options_table(f"{kind[:-1]} '{name}': {entry['description']} ({entry['distribution']} "
+                                     f"{entry['version']})", entry["options"]))
+        if entry.get("likelihood"):
+            spec = entry["likelihood"]
+            console.print(escape(f"log_likelihood: {'exactly' if spec['exact'] else 'a lower bound on'} log P(x), "
+                                 f"{spec['convention']}: {spec['method']}"))
         return 0
     if as_json:
         print(json.dumps(info, indent=2))
@@ -105,8 +111,9 @@ def _options_table(title: str, options: list[dict]):
     for col in ("option", "type", "default", "help"):
         table.add_column(col)
     for o in options:
+        help_text = o["help"] + (" [rescore --set NAME=VALUE changes it]" if o.get("evaluation") else "")
         table.add_row(*map(escape, (o["name"], o["type"], "(required)" if o["required"] else repr(o["default"]),
-                                    o["help"])))
+                                    help_text)))
     return table
 
 
@@ -120,6 +127,7 @@ def _plugin_info(registry) -> dict:
 
     models = [{"name": n, "description": c.description,
                "capabilities": sorted(cap.value for cap in c.capabilities),
+               "likelihood": dataclasses.asdict(c.likelihood) if c.likelihood is not None else None,
                "options": [vars(o) for o in describe(c.Options)], **source("model", n)}
               for n, c in sorted(registry.models.items())]
     datasets = [{"name": n, "description": c.description, "image_shape": list(c.image_shape),

@@ -118,6 +118,8 @@ def results_frame(records: list[dict]) -> pd.DataFrame:
         speed = r.get("throughput") or {}
         for key in ("images_per_second", "flops_per_second", "peak_fraction", "cpu_share", "threads"):
             row[key] = speed.get(key)
+        sampling = r.get("sampling") if isinstance(r.get("sampling"), dict) else {}
+        row["sample_seconds_per_1000"] = sampling.get("seconds_per_1000")
         row["contended"] = "; ".join(r.get("contended") or [])
         trial, search = r.get("trial") or {}, r.get("search") or {}
         row.update(trial=trial.get("number"), search_trials=search.get("trials"))

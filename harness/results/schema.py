@@ -109,6 +109,9 @@ FIELDS: dict[str, Field] = {
     "metric_details": Field(False, _opt(_mapping), "a mapping",
                             "per-metric extras, the feature extractor's name and SHA-256, not_finite reasons"),
     "eval_seconds": Field(False, _opt(_number), "a number", "time the final evaluation took"),
+    "sampling": Field(False, _opt(_entry), "a mapping of numbers",
+                      "sampling cost: images (the figures' sample grid, one batch on the run's device), seconds, "
+                      "seconds_per_1000"),
     "error": Field(False, _opt(_text()), "a string", "why a failed run failed (traceback in error.log)"),
     "trial": Field(False, _opt(lambda v: isinstance(v, dict) and _text(1000)(v.get("search"))
                               and isinstance(v.get("number"), int) and not isinstance(v.get("number"), bool)
