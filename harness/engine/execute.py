@@ -117,15 +117,15 @@ def execute_run(suite: Suite, run: RunSpec, run_id: str, registry: Registry, dat
         out.warnings += [f"metric '{name}' failed for {run.label} seed {run.seed}: {failure['error']} "
                          f"(the traceback is in the record)" for name, failure in rec["metric_errors"].items()]
         rec["eval_seconds"] = round(time.perf_counter() - started, 3)
+        timings: dict = {}
         try:  # the figures' arrays are an extra: a bug there must not fail a scored run
             if not trial:
-                timings: dict = {}
                 arrays = snapshot.take(model, data, run.seed, suite.report.latent_points, timings)
                 out.files[snapshot.SNAPSHOT] = snapshot.to_bytes(arrays)
-                rec.update(timings)
         except Exception as err:
             out.warnings.append(f"could not write the figure snapshot: {type(err).__name__}: {err} "
                                 f"(rebuild with `genbench report`)")
+        rec.update(timings)  # the sampling cost stands even if the samples then broke a rule
         rec["status"] = "ok"
     except (KeyboardInterrupt, files.OutputError):
         raise
