@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 import genbench
 from genbench.api import Capability, fidelity, option, outputs, to_float
-from genbench.api.likelihood import bits_per_dim
+from genbench.api.likelihood import bits_per_dim, gaussian_latent_draw, importance_weighted
 from genbench.api.losses import gaussian_kl
 
 R, P, S, C = Capability.RECONSTRUCT, Capability.POSTERIOR, Capability.SAMPLE, Capability.CONDITIONAL
@@ -163,14 +163,10 @@ def iw_log_likelihood(ctx, options: IWOptions):
     for j in range(k):
         eps = torch.randn(mean.shape, generator=gen, device=mean.device)
         for i in range(0, n, b):
-            m, lv, e = mean[i:i + b], logvar[i:i + b], eps[i:i + b]
-            z = m + e * (0.5 * lv).exp()
-            log_prior = -0.5 * (z.pow(2) + math.log(2 * math.pi)).sum(1)
-            log_q = -0.5 * (e.pow(2) + math.log(2 * math.pi) + lv).sum(1)
+            z, log_prior, log_q = gaussian_latent_draw(mean[i:i + b], logvar[i:i + b], eps[i:i + b])
             log_px = _log_px_given_z(ctx, z, ctx.images[i:i + b], None if y is None else y[i:i + b])
             log_w[j, i:i + b] = log_px + log_prior - log_q
-    bound = torch.logsumexp(log_w, dim=0) - math.log(k)
-    return float(bound.mean()), {"images": n, "samples": k, "elbo_same_images": float(log_w.mean())}
+    return float(importance_weighted(log_w).mean()), {"images": n, "samples": k, "elbo_same_images": float(log_w.mean())}
 
 
 # Likelihood ------------------------------------------------------------------------
@@ -201,7 +197,7 @@ def negative_log_likelihood(ctx, options: LikelihoodOptions):
 def bits_per_dimension(ctx, options: LikelihoodOptions):
     nll, details = _nll(ctx, options)
     dims = ctx.data.info.num_pixels
-    details["sem"] = details["sem"] / (dims * math.log(2))
+    details["sem"] = bits_per_dim(details["sem"], dims)
     return float(bits_per_dim(nll.mean(), dims)), {**details, "dims": dims}
 
 

@@ -11,7 +11,6 @@ Subclasses only build networks and say how x (and the label) enter them.
 from __future__ import annotations
 
 import dataclasses
-import math
 from typing import Literal
 
 import torch
@@ -20,7 +19,7 @@ from torch import nn
 
 import genbench
 from genbench import Capability, option
-from genbench.api.likelihood import discretized_logistic_log_prob, importance_weighted
+from genbench.api.likelihood import discretized_logistic_log_prob, gaussian_latent_draw, importance_weighted
 from genbench.api.losses import bce_with_logits, gaussian_kl, reparameterize
 
 _GENERATIVE = frozenset({Capability.RECONSTRUCT, Capability.POSTERIOR, Capability.DECODE, Capability.SAMPLE,
@@ -130,10 +129,7 @@ class GaussianVAE(genbench.Model):
         mean, logvar = self.encode(x, y)
         log_w = []
         for _ in range(self.options.iw_samples):
-            eps = torch.randn_like(mean)
-            z = mean + eps * (0.5 * logvar).exp()
-            log_prior = -0.5 * (z.pow(2) + math.log(2 * math.pi)).sum(1)
-            log_q = -0.5 * (eps.pow(2) + math.log(2 * math.pi) + logvar).sum(1)
+            z, log_prior, log_q = gaussian_latent_draw(mean, logvar, torch.randn_like(mean))
             log_w.append(self.decoder_log_prob(x, z, y).double() + log_prior.double() - log_q.double())
         return importance_weighted(torch.stack(log_w))
 

@@ -99,6 +99,15 @@ def dequantize(x: Tensor, generator: torch.Generator | None = None) -> Tensor:
     return (torch.round(x * (LEVELS - 1)) + u) / LEVELS
 
 
+def gaussian_latent_draw(mean: Tensor, logvar: Tensor, eps: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """z = mean + eps * exp(logvar / 2), with log p(z) under N(0, I) and log q(z | x) per
+    image: an importance weight is log p(x | z) + log p(z) - log q(z | x)."""
+    z = mean + eps * (0.5 * logvar).exp()
+    log_prior = -0.5 * (z.pow(2) + math.log(2 * math.pi)).sum(1)
+    log_q = -0.5 * (eps.pow(2) + math.log(2 * math.pi) + logvar).sum(1)
+    return z, log_prior, log_q
+
+
 def importance_weighted(log_weights: Tensor) -> Tensor:
     """log (1/K) sum_k w_k from ``log_weights`` of shape (K, N): the bound of Burda et al. (2016)."""
     return torch.logsumexp(log_weights, dim=0) - math.log(log_weights.shape[0])

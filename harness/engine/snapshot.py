@@ -22,6 +22,7 @@ from ..api.model import Capability, Model
 from ..results.files import write_bytes
 from .data import DeviceData
 from .evaluate import derive_seed, seeded
+from .speed import sync
 
 SNAPSHOT = "snapshot.npz"
 GRID = 10            # samples per row; also the number of showcase images
@@ -68,10 +69,10 @@ def take(model: Model, data: DeviceData, seed: int, latent_points: int = 2000,
                 labels = torch.arange(classes, device=device).repeat_interleave(GRID)
                 out["sample_labels"] = labels.cpu().numpy()
             n = GRID * GRID if labels is None else len(labels)
-            _sync(device)
+            sync(device)
             started = time.perf_counter()
             drawn = model.sample(n, labels)
-            _sync(device)
+            sync(device)
             if timings is not None:
                 seconds = time.perf_counter() - started
                 timings["sampling"] = {"images": n, "seconds": round(seconds, 4),
@@ -85,11 +86,6 @@ def take(model: Model, data: DeviceData, seed: int, latent_points: int = 2000,
                 if out["latent_mean"].shape[1] == 2 and not cond and model.has(Capability.POSTERIOR):
                     out.update(_manifold(model, device))
     return out
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def _latents(model: Model, data: DeviceData, cond: bool, points: int) -> dict[str, np.ndarray]:

@@ -126,16 +126,17 @@ def matmul_peak(device: torch.device, size: int = 1024, seconds: float = 0.3) ->
     a = torch.randn(size, size, device=device, generator=torch.Generator(device=device).manual_seed(0))
     b = a.clone()
     torch.mm(a, b)  # warm-up: kernels chosen, memory allocated
-    _sync(device)
+    sync(device)
     done, started = 0, time.perf_counter()
     while time.perf_counter() - started < seconds:
         for _ in range(4):
             torch.mm(a, b)
-        _sync(device)
+        sync(device)
         done += 4
     return 2 * size ** 3 * done / (time.perf_counter() - started)
 
 
-def _sync(device: torch.device) -> None:
+def sync(device: torch.device) -> None:
+    """Wait for the device's queued work (a no-op on the CPU), so a clock counts it."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)

@@ -96,7 +96,7 @@ def train(model: Model, data: DeviceData, limits: dict[str, float], batch_size: 
                     fresh.discard(key)
                 elif precision.compiles:  # counted just now; the next step of its kind compiles
                     fresh.add(key)
-                _sync(device)
+                speed.sync(device)
                 untimed += time.perf_counter() - started
                 clock.start()
             precision.after_step()
@@ -108,7 +108,7 @@ def train(model: Model, data: DeviceData, limits: dict[str, float], batch_size: 
             stopped_by = clock.reached()
             now = time.perf_counter()
             if window_steps >= log_every or stopped_by or now - last_refresh > refresh_seconds:
-                _sync(device)  # so the clock counts queued GPU work
+                speed.sync(device)  # so the clock counts queued GPU work
                 means = {k: float(v) / window_steps for k, v in window.items()}
                 bad = [k for k, v in means.items() if not math.isfinite(v)]
                 if bad:
@@ -125,7 +125,7 @@ def train(model: Model, data: DeviceData, limits: dict[str, float], batch_size: 
                     progress(clock, means)
                 last_refresh = now
             if score is not None and clock.epochs >= next_score - 1e-9:
-                _sync(device)
+                speed.sync(device)
                 clock.pause()
                 started = time.perf_counter()
                 evals.append({"step": clock.steps, "epoch": round(clock.epochs, 4),
@@ -154,7 +154,3 @@ def _check_scaled(model: Model, precision: Precision) -> None:
                             "self.optimize(loss, optimizer), which applies the gradient scaler; it called "
                             "backward() itself (use fp32 or bf16, or update the plugin)")
 
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)

@@ -20,6 +20,8 @@ from ..results import stats
 TIE_MARK = "†"
 CONTENDED_MARK = "‡"
 BOUND_MARKS = {"upper": "≤", "lower": "≥"}  # the true value is at most / at least the one shown
+BOUND_TEXT = {"upper": "an upper bound (the model gives a lower bound on its log-likelihood)",
+              "lower": "a lower bound on the true value"}
 CONTENDED_HINT = ("under a seconds budget its scores reflect the machine's load: give side-by-side jobs one "
                   "thread each (--threads 1), use a flops or steps budget, or run on a quiet machine")
 
@@ -225,8 +227,8 @@ def legend(board: Board, markup: str = "md") -> str:
             f"(Welch's t-test, p ≥ {stats.ALPHA}); - not applicable; img/s: training images per second; "
             f"% peak: achieved FLOP/s as a share of the device's matrix-product FLOP/s; sample s/1k: seconds "
             f"to generate 1,000 samples on the run's device (timed on the figures' 100, in one batch)"
-            + ("; ≤: an upper bound (the model gives a lower bound on its log-likelihood), ranked as if exact"
-               if any(c.bound for r in board.rows for c in r.cells.values()) else "")
+            + "".join(f"; {BOUND_MARKS[kind]}: {text}, ranked as if exact" for kind, text in BOUND_TEXT.items()
+                      if any(c.bound == kind for r in board.rows for c in r.cells.values()))
             + ("; trials: the search's trials of that configuration, each trained on the same budget and "
                "scored on the validation split (ok/all when some failed); chosen options: the best trial's, "
                "which the seeds above trained and scored on the test split" if board.searched else "")
