@@ -12,7 +12,8 @@ import importlib
 __version__ = "0.1.0"
 
 _API = {name: "api" for name in (
-    "Batch", "Capability", "Claim", "DataInfo", "Dataset", "EvalContext", "EvalOptions", "ExtractorSpec", "ImageSet",
+    "Batch", "Capability", "Claim", "DataInfo", "Dataset", "EvalContext", "EvalOptions", "ExtractorSpec", "Factor",
+    "ImageSet",
     "Likelihood", "Logger", "Metric", "MetricSetup", "Model", "NoOptions", "RunInfo", "Step", "SuiteInfo", "hookimpl", "option")}
 _API["register_extractors"] = "engine.extractors"  # one call before using them from torch-fidelity
 

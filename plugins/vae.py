@@ -11,6 +11,7 @@ Subclasses only build networks and say how x (and the label) enter them.
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Literal
 
 import torch
@@ -117,13 +118,19 @@ class GaussianVAE(genbench.Model):
     def train_step(self, batch, step):
         y = batch.y if self.has(Capability.CONDITIONAL) else None
         mean, logvar = self.encode(batch.x, y)
-        rec = -self.decoder_log_prob(batch.x, reparameterize(mean, logvar), y).mean()
+        z = reparameterize(mean, logvar)
+        rec = -self.decoder_log_prob(batch.x, z, y).mean()
         kl = gaussian_kl(mean, logvar).mean()
         weight = self.kl_weight(step.epochs)
-        loss = rec + weight * kl
+        reg, extra = self.regularizer(kl, weight, mean, logvar, z)
+        loss = rec + reg
         self.optimize(loss, self.optimizers["adam"])
         return {"loss": loss.detach(), "bce" if self.options.decoder == "bernoulli" else "nll_x": rec.detach(),
-                "kl": kl.detach(), "kl_weight": torch.tensor(weight)}
+                "kl": kl.detach(), "kl_weight": torch.tensor(weight), **extra}
+
+    def regularizer(self, kl, weight, mean, logvar, z):
+        """The loss's latent term and extra values to log: beta (warmed up) times the KL."""
+        return weight * kl, {}
 
     def log_likelihood(self, x, y=None):
         mean, logvar = self.encode(x, y)
@@ -176,6 +183,31 @@ class BetaVAE(VAE):
     name = "beta_vae"
     description = "the dense VAE with beta > 1 (default 4) on the KL term"
     Options = BetaVAEOptions
+
+
+@dataclasses.dataclass(frozen=True)
+class BetaTCVAEOptions(VAEOptions):
+    beta: float = option(6.0, "weight of the total correlation of q(z); the rest of the KL keeps weight 1", min=0)
+
+
+def total_correlation(z, mean, logvar):
+    """Minibatch-weighted estimate of TC(q(z)) = KL(q(z) || prod_j q(z_j)) (Chen et al.
+    2018), up to a constant: log q(z_i) and log q_j(z_ij) from the batch's posteriors."""
+    log_q = -0.5 * (math.log(2 * math.pi) + logvar[None] + (z[:, None] - mean[None]).pow(2) / logvar[None].exp())
+    joint = torch.logsumexp(log_q.sum(2), dim=1)           # log sum_k q(z_i | x_k)
+    marginals = torch.logsumexp(log_q, dim=1).sum(1)      # sum_j log sum_k q(z_ij | x_k)
+    return (joint - marginals).mean()
+
+
+class BetaTCVAE(VAE):
+    name = "beta_tc_vae"
+    description = "beta-TC-VAE: the dense VAE with beta on the total correlation of q(z) only"
+    Options = BetaTCVAEOptions
+
+    def regularizer(self, kl, weight, mean, logvar, z):
+        tc = total_correlation(z, mean, logvar)
+        scale = weight / self.options.beta if self.options.beta else 1.0  # the warm-up, if any
+        return scale * (kl + (self.options.beta - 1) * tc), {"tc": tc.detach()}
 
 
 class CVAE(VAE):
@@ -233,5 +265,5 @@ class ConvVAE(GaussianVAE):
 
 @genbench.hookimpl
 def register_models(register):
-    for cls in (VAE, BetaVAE, ConvVAE, CVAE):
+    for cls in (VAE, BetaVAE, BetaTCVAE, ConvVAE, CVAE):
         register(cls)

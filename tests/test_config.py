@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -142,3 +143,8 @@ def test_no_data_lists_where_it_looked(write_suite, tmp_path, monkeypatch, capsy
     assert "no mnist data (train split) found; looked in: /nowhere, /nowhere/mnist" in err
     assert str(tmp_path / "empty" / "mnist") in err and "/usr/share/datasets/mnist" in err
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("path", sorted((Path(__file__).parents[1] / "suites").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_shipped_suite_validates(path, capsys):
+    assert main(["validate", "--no-data", str(path)]) == 0, capsys.readouterr().err

@@ -20,6 +20,7 @@ MODELS = [
     ("ae", {"loss": "mse", "hidden_dims": [128, 64]}),
     ("vae", {}),
     ("beta_vae", {}),
+    ("beta_tc_vae", {}),
     ("conv_vae", {"channels": [8, 16]}),
     ("cvae", {}),
     ("gan", {}),

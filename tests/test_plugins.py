@@ -28,7 +28,7 @@ def test_builtins_come_from_entry_points_of_the_genbench_distribution():
     assert vae["distribution"] == "genbench" and vae["plugin"] == "vae"
     assert vae["capabilities"] == ["decode", "likelihood", "posterior", "reconstruct", "sample"]
     assert {o["name"] for o in vae["options"]} >= {"hidden_dim", "latent_dim", "beta", "kl_warmup_epochs"}
-    assert {d["name"] for d in info["datasets"]} == {"mnist", "fashion_mnist"}
+    assert {d["name"] for d in info["datasets"]} == {"mnist", "fashion_mnist", "dsprites"}
     assert {"bce", "kl"} <= {m["name"] for m in info["metrics"]}
     assert info["warnings"] == []
 
@@ -37,11 +37,11 @@ def test_load_filter_limits_plugins():
     assert plugins_json({"GENBENCH_LOAD_PLUGINS": ""})["models"] == []
     only = plugins_json({"GENBENCH_LOAD_PLUGINS": "datasets, vae"})
     # the vae plugin module registers the VAE family; ae and gan stay out
-    assert {m["name"] for m in only["models"]} == {"vae", "beta_vae", "conv_vae", "cvae"}
+    assert {m["name"] for m in only["models"]} == {"vae", "beta_vae", "beta_tc_vae", "conv_vae", "cvae"}
     assert only["metrics"] == [] and {d["name"] for d in only["datasets"]} == {"mnist", "fashion_mnist"}
     by_dist = plugins_json({"GENBENCH_LOAD_PLUGINS": "genbench"})
-    assert {m["name"] for m in by_dist["models"]} == {"ae", "vae", "beta_vae", "conv_vae", "cvae", "gan", "flow",
-                                                      "pixelcnn", "cpixelcnn", "ddpm"}
+    assert {m["name"] for m in by_dist["models"]} == {"ae", "vae", "beta_vae", "beta_tc_vae", "conv_vae", "cvae",
+                                                      "gan", "flow", "pixelcnn", "cpixelcnn", "ddpm"}
 
 
 class Tiny(genbench.Model):

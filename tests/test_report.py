@@ -68,11 +68,13 @@ def _png(path: Path) -> np.ndarray:
 def test_each_run_gets_the_figures_its_capabilities_allow(out):
     runs = _runs(out)
     expected = {
-        "vae[latent_dim=2]/0": {"losses", "reconstructions", "samples", "latent", "interpolation", "manifold"},
-        "vae[latent_dim=4]/0": {"losses", "reconstructions", "samples", "latent", "interpolation"},
+        "vae[latent_dim=2]/0": {"losses", "reconstructions", "samples", "latent", "interpolation", "traversal",
+                                "manifold"},
+        "vae[latent_dim=4]/0": {"losses", "reconstructions", "samples", "latent", "interpolation", "traversal"},
         "ae/0": {"losses", "reconstructions"},
         "gan[hidden_dim=64]/0": {"losses", "samples"},
-        "cvae[hidden_dim=64,latent_dim=4]/0": {"losses", "reconstructions", "samples", "latent", "interpolation"},
+        "cvae[hidden_dim=64,latent_dim=4]/0": {"losses", "reconstructions", "samples", "latent", "interpolation",
+                                               "traversal"},
     }
     for key, names in expected.items():
         assert {p.stem for p in runs[key].glob("*.png")} == names, key

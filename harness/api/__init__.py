@@ -7,6 +7,7 @@ the way a third party's package does.
 from .dataset import (CACHE_DIR, DataError, DataNotFound, Dataset, ImageSet, find_files, read_idx, search_roots,
                       to_float, torchvision_download)
 from .extractor import DomainNet, ExtractorSpec
+from .factors import Factor
 from .hookspecs import hookimpl
 from .likelihood import CONVENTIONS, Likelihood
 from .logger import Logger, RunInfo, SuiteInfo
@@ -16,7 +17,7 @@ from .options import option
 
 __all__ = [
     "Batch", "CACHE_DIR", "CAPABILITIES", "Capability", "Claim", "Contract", "DEGRADATIONS", "DataError", "DataInfo",
-    "DataNotFound", "Dataset", "DomainNet", "EvalContext", "EvalOptions", "ExtractorSpec",
+    "DataNotFound", "Dataset", "DomainNet", "EvalContext", "EvalOptions", "ExtractorSpec", "Factor",
     "ImageSet", "Likelihood", "CONVENTIONS", "Logger", "Metric", "MetricSetup", "Model", "NoOptions", "RunInfo", "Step",
     "SuiteInfo", "find_files", "hookimpl", "option", "read_idx", "search_roots", "to_float",
     "torchvision_download"]

@@ -23,6 +23,7 @@ from torch import Tensor
 
 from ..errors import UserError
 from .extractor import ExtractorSpec
+from .factors import Factor
 from .model import NoOptions
 
 DEBIAN_DATASETS = Path("/usr/share/datasets")
@@ -31,25 +32,32 @@ CACHE_DIR = Path("~/.cache/genbench/data")
 
 @dataclasses.dataclass(frozen=True)
 class ImageSet:
-    """Images as one uint8 tensor (N, C, H, W) and their int64 labels (N,)."""
+    """Images as one uint8 tensor (N, C, H, W), their int64 labels (N,) and, for a data
+    set that declares factors of variation, each image's factor levels (N, factors), int64."""
 
     images: Tensor
     labels: Tensor
+    factors: Tensor | None = None
 
     def __post_init__(self):
         if self.images.dtype != torch.uint8 or self.images.dim() != 4:
             raise ValueError("images must be a uint8 tensor of shape (N, C, H, W)")
         if self.labels.shape != (len(self.images),):
             raise ValueError("labels must have shape (N,)")
+        if self.factors is not None and (self.factors.dtype != torch.int64 or self.factors.dim() != 2
+                                         or len(self.factors) != len(self.images)):
+            raise ValueError("factors must be an int64 tensor of shape (N, number of factors)")
 
     def __len__(self) -> int:
         return len(self.images)
 
     def take(self, index: Tensor | slice) -> ImageSet:
-        return ImageSet(self.images[index], self.labels[index])
+        return ImageSet(self.images[index], self.labels[index],
+                        None if self.factors is None else self.factors[index])
 
     def to(self, device: torch.device | str) -> ImageSet:
-        return ImageSet(self.images.to(device), self.labels.to(device))
+        return ImageSet(self.images.to(device), self.labels.to(device),
+                        None if self.factors is None else self.factors.to(device))
 
 
 class DataNotFound(UserError):
@@ -67,6 +75,9 @@ class Dataset:
         name: what users type under ``dataset: name:`` in a suite.
         description: one line for ``genbench plugins``.
         image_shape, class_names: fixed facts about the data.
+        factors: for a data set made from known factors of variation (dSprites), one
+            :class:`Factor` per factor; :meth:`load` then returns each image's levels in
+            ``ImageSet.factors`` (checked), and disentanglement metrics apply.
         Options: a frozen options dataclass for data-set-specific options.
 
     Implement :meth:`load`. Use :func:`search_roots` for the standard search order
@@ -77,6 +88,7 @@ class Dataset:
     description: ClassVar[str] = ""
     image_shape: ClassVar[tuple[int, int, int]] = (1, 28, 28)
     class_names: ClassVar[tuple[str, ...]] = ()
+    factors: ClassVar[tuple[Factor, ...]] = ()
     Options: ClassVar[type] = NoOptions
     extractor: ClassVar[ExtractorSpec | None] = None  # the shipped domain feature extractor
 

@@ -264,6 +264,16 @@ class EvalContext:
         parts = self._batched(self._posterior, self.images, self.labels)
         return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
 
+    def _codes(self, x: Tensor, y: Tensor) -> Tensor:
+        return outputs.codes(self.model, self.model.latent(x, self._cond(y)), len(x), self.device)
+
+    @functools.cached_property
+    def codes(self) -> Tensor:
+        """``model.latent`` of the evaluation split (N, d): the deterministic code (a VAE's
+        posterior mean). ``self.data.eval.factors`` holds the same images' factor levels
+        when the data set declares factors."""
+        return torch.cat(self._batched(self._codes, self.images, self.labels))
+
     def _log_likelihood(self, x: Tensor, y: Tensor) -> Tensor:
         return outputs.log_likelihoods(self.model, self.model.log_likelihood(x, self._cond(y)), len(x), self.device)
 

@@ -16,6 +16,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
+from .factors import Factor
 from .likelihood import Likelihood
 
 
@@ -48,10 +49,12 @@ class Contract:
 # figures that use it; registration checks models against this table only.
 CAPABILITIES: dict[Capability, Contract] = {
     Capability.RECONSTRUCT: Contract(("reconstruct",), used_by="bce, mse, psnr, ssim; reconstruction figures"),
-    Capability.LATENT: Contract(("latent",), used_by="latent scatter; interpolation (with decode)"),
+    Capability.LATENT: Contract(("latent",), used_by="latent scatter; interpolation and traversals (with decode); "
+                                "disentanglement metrics (with a data set's factors)"),
     Capability.POSTERIOR: Contract(("posterior",), (Capability.LATENT,),
                                    used_by="kl, elbo, iw_ll, active_units; its mean is the latent code"),
-    Capability.DECODE: Contract(("decode",), used_by="interpolation; the 2-D latent plane (with posterior)"),
+    Capability.DECODE: Contract(("decode",), used_by="interpolation, latent traversals; the 2-D latent plane "
+                                "(with posterior)"),
     Capability.SAMPLE: Contract(("sample",), used_by="fid, kid, precision, recall; sample grids"),
     Capability.CONDITIONAL: Contract((), used_by="cond_accuracy, fid_per_class; per-class sample rows"),
     Capability.LIKELIHOOD: Contract(("log_likelihood",), used_by="nll, bpd (one column for every model of the "
@@ -90,6 +93,7 @@ class DataInfo:
     num_classes: int
     class_names: tuple[str, ...]
     train_size: int
+    factors: tuple[Factor, ...] = ()  # the data set's factors of variation, if it declares any
 
     @property
     def num_pixels(self) -> int:

@@ -104,13 +104,36 @@ def load_split(dataset: Dataset, split: str, root: Path | None, download: bool) 
         raise DataError(f"data set '{dataset.name}' ({split}): labels outside 0..{len(dataset.class_names) - 1}")
     if not len(images):
         raise DataError(f"data set '{dataset.name}': the {split} split is empty")
+    _check_factors(dataset, split, images)
     return images
+
+
+def _check_factors(dataset: Dataset, split: str, images: ImageSet) -> None:
+    """Each image's factor levels, present exactly when the data set declares factors."""
+    where = f"data set '{dataset.name}' ({split})"
+    if not dataset.factors:
+        if images.factors is not None:
+            raise DataError(f"{where}: load() returned factors but the data set declares none "
+                            f"(set the class attribute factors)")
+        return
+    if images.factors is None or images.factors.shape[1] != len(dataset.factors):
+        found = "none" if images.factors is None else f"{images.factors.shape[1]} per image"
+        raise DataError(f"{where}: expected {len(dataset.factors)} factor levels per image "
+                        f"({', '.join(f.name for f in dataset.factors)}), found {found}")
+    levels = torch.tensor([f.levels for f in dataset.factors])
+    bad = (images.factors < 0) | (images.factors >= levels.to(images.factors.device))
+    if bool(bad.any()):
+        k = int(bad.any(0).nonzero()[0])
+        factor = dataset.factors[k]
+        raise DataError(f"{where}: factor '{factor.name}' levels must be 0..{factor.levels - 1}, "
+                        f"found {int(images.factors[:, k].min())}..{int(images.factors[:, k].max())}")
 
 
 def pooled_split(train: ImageSet, test: ImageSet, size: int) -> tuple[ImageSet, ImageSet]:
     """Train and test re-split from all their images: ``size`` held out as the new test
     split, class-stratified, the rest to train (a protocol some papers and notebooks use)."""
-    pooled = ImageSet(torch.cat([train.images, test.images]), torch.cat([train.labels, test.labels]))
+    factors = None if train.factors is None else torch.cat([train.factors, test.factors])
+    pooled = ImageSet(torch.cat([train.images, test.images]), torch.cat([train.labels, test.labels]), factors)
     if size >= len(pooled):
         raise UserError(f"dataset.pooled_test: {size} is not below the {len(pooled)} pooled train and test images")
     held, kept = stratified_holdout(pooled.labels, size, POOLED_SEED)
@@ -142,7 +165,8 @@ def prepare(dataset: Dataset, config, device: torch.device, download: bool = Tru
         eval_set = eval_set.take(slice(0, config.test_subset))
     info = DataInfo(name=dataset.name, image_shape=tuple(train.images.shape[1:]),
                     num_classes=len(dataset.class_names) or int(train.labels.max()) + 1,
-                    class_names=tuple(dataset.class_names), train_size=len(train))
+                    class_names=tuple(dataset.class_names), train_size=len(train),
+                    factors=tuple(dataset.factors))
     eval_set = eval_set.to(device)
     if validation is not None:  # one copy on the device when it is also the eval split
         validation = eval_set if config.eval_split == "validation" else validation.to(device)

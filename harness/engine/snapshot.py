@@ -28,6 +28,8 @@ SNAPSHOT = "snapshot.npz"
 GRID = 10            # samples per row; also the number of showcase images
 MANIFOLD = 15        # decoded images per side of the 2-D latent grid
 INTERPOLATION = 10   # images in an interpolation strip, both ends included
+TRAVERSAL = 9        # decoded images per latent dimension in a traversal
+MAX_TRAVERSED = 32   # latent dimensions shown in a traversal (the first ones)
 
 
 def showcase_index(labels: Tensor, count: int = GRID) -> Tensor:
@@ -80,8 +82,11 @@ def take(model: Model, data: DeviceData, seed: int, latent_points: int = 2000,
             out["samples"] = _u8(outputs.images(model, "sample", drawn, n, shape, device))
         if model.has(Capability.LATENT):
             out.update(_latents(model, data, cond, latent_points))
+            if data.eval.factors is not None:
+                out.update(_factor_codes(model, data, cond))
             if model.has(Capability.DECODE):
                 out.update(_interpolation(model, data, cond))
+                out.update(_traversal(model, data, cond, out["latent_mean"]))
                 # the plane at the prior's quantiles: only a Gaussian posterior says what the prior is
                 if out["latent_mean"].shape[1] == 2 and not cond and model.has(Capability.POSTERIOR):
                     out.update(_manifold(model, device))
@@ -90,10 +95,49 @@ def take(model: Model, data: DeviceData, seed: int, latent_points: int = 2000,
 
 def _latents(model: Model, data: DeviceData, cond: bool, points: int) -> dict[str, np.ndarray]:
     images, labels = data.eval.images[:points], data.eval.labels[:points]
-    device = images.device
-    means = [outputs.codes(model, model.latent(to_float(images[i:i + 1000]), labels[i:i + 1000] if cond else None),
-                           len(images[i:i + 1000]), device) for i in range(0, len(images), 1000)]
-    return {"latent_mean": torch.cat(means).float().cpu().numpy(), "latent_labels": labels.cpu().numpy()}
+    return {"latent_mean": _encode(model, images, labels, cond).float().cpu().numpy(),
+            "latent_labels": labels.cpu().numpy()}
+
+
+def _encode(model: Model, images: Tensor, labels: Tensor, cond: bool) -> Tensor:
+    return torch.cat([outputs.codes(model, model.latent(to_float(images[i:i + 1000]),
+                                                          labels[i:i + 1000] if cond else None),
+                                    len(images[i:i + 1000]), images.device) for i in range(0, len(images), 1000)])
+
+
+def _factor_codes(model: Model, data: DeviceData, cond: bool) -> dict[str, np.ndarray]:
+    """The codes the disentanglement metrics score, with each image's factor levels, so
+    the scores can be recomputed from the record alone."""
+    codes = _encode(model, data.eval.images, data.eval.labels, cond)
+    return {"factor_codes": codes.float().cpu().numpy(), "factor_levels": data.eval.factors.cpu().numpy(),
+            "factor_names": np.array([f.name for f in data.info.factors], dtype=str)}
+
+
+def _traversal(model: Model, data: DeviceData, cond: bool, codes: np.ndarray) -> dict[str, np.ndarray]:
+    """Each latent dimension in turn over the prior's range (-2..2 for a Gaussian
+    posterior's N(0, I) prior; else the codes' own 2nd..98th percentiles), the others
+    held at the code of the first test image."""
+    device = data.eval.images.device
+    dims = min(codes.shape[1], MAX_TRAVERSED)
+    if model.has(Capability.POSTERIOR):
+        low, high = np.full(dims, -2.0), np.full(dims, 2.0)
+    else:
+        low, high = np.percentile(codes[:, :dims], 2, axis=0), np.percentile(codes[:, :dims], 98, axis=0)
+    values = np.linspace(low, high, TRAVERSAL, axis=1)  # (dims, TRAVERSAL)
+    base = torch.as_tensor(codes[0], device=device)
+    z = base.repeat(dims * TRAVERSAL, 1)
+    rows = torch.arange(dims, device=device).repeat_interleave(TRAVERSAL)
+    z[torch.arange(len(z), device=device), rows] = torch.as_tensor(values.ravel(), device=device, dtype=z.dtype)
+    y = data.eval.labels[:1].expand(len(z)) if cond else None
+    decoded = outputs.images(model, "decode", model.decode(z, y), len(z), data.info.image_shape, device)
+    out = {"traversal": _u8(decoded), "traversal_values": values.astype(np.float32)}
+    if model.has(Capability.POSTERIOR):  # each dimension's mean KL, so collapsed ones are plain to see
+        mean, logvar = outputs.posterior(model, model.posterior(to_float(data.eval.images[:1000]),
+                                                                data.eval.labels[:1000] if cond else None),
+                                         min(1000, len(data.eval)), device)
+        kl = 0.5 * (mean.pow(2) + logvar.exp() - 1 - logvar).mean(0)
+        out["traversal_kl"] = kl[:dims].float().cpu().numpy()
+    return out
 
 
 def _interpolation(model: Model, data: DeviceData, cond: bool) -> dict[str, np.ndarray]:
@@ -141,7 +185,7 @@ def save(path: Path, arrays: dict[str, np.ndarray]) -> None:
 
 
 MAX_BYTES = 512 * 2**20  # uncompressed; a real snapshot is about 2 MB
-IMAGES = ("originals", "reconstructions", "samples", "interpolation", "interpolation_ends", "manifold")
+IMAGES = ("originals", "reconstructions", "samples", "interpolation", "interpolation_ends", "manifold", "traversal")
 LABELS = ("showcase_index", "originals_labels", "sample_labels", "latent_labels", "interpolation_pair",
           "interpolation_labels")
 
@@ -180,10 +224,18 @@ def check(arrays: dict[str, np.ndarray]) -> None:
         a = arrays.get(key)
         if a is not None and not (a.dtype.kind in "iu" and a.ndim == 1):
             raise BadSnapshot(f"array '{key}' is not a list of integers: {a.dtype} {a.shape}")
-    latent = arrays.get("latent_mean")
-    if latent is not None and not (latent.dtype.kind == "f" and latent.ndim == 2 and latent.shape[1] >= 1
-                                   and np.isfinite(latent).all()):
-        raise BadSnapshot(f"array 'latent_mean' is not finite (N, D) floats: {latent.dtype} {latent.shape}")
+    for key in ("latent_mean", "factor_codes", "traversal_values"):
+        a = arrays.get(key)
+        if a is not None and not (a.dtype.kind == "f" and a.ndim == 2 and a.shape[1] >= 1 and np.isfinite(a).all()):
+            raise BadSnapshot(f"array '{key}' is not finite (N, D) floats: {a.dtype} {a.shape}")
+    levels, codes = arrays.get("factor_levels"), arrays.get("factor_codes")
+    if levels is not None and not (levels.dtype.kind in "iu" and levels.ndim == 2 and codes is not None
+                                   and len(levels) == len(codes)):
+        raise BadSnapshot(f"array 'factor_levels' is not (N, factors) integers beside factor_codes: "
+                          f"{levels.dtype} {levels.shape}")
+    steps, traversal = arrays.get("traversal_values"), arrays.get("traversal")
+    if steps is not None and (traversal is None or steps.size != len(traversal)):
+        raise BadSnapshot("array 'traversal_values' does not give one value per traversal image")
     shapes = {arrays[k].shape[1:] for k in IMAGES if k in arrays}
     if len(shapes) > 1:
         raise BadSnapshot(f"image arrays of different shapes: {sorted(shapes)}")

@@ -71,7 +71,7 @@ def _run_figures(rec: dict, snap: dict) -> list[tuple[str, object]]:
     out = [("losses.png", lambda p: losses(p, rec))] if rec.get("history") else []
     table = [("reconstructions", "reconstructions.png", reconstructions), ("samples", "samples.png", samples),
              ("latent_mean", "latent.png", None), ("interpolation", "interpolation.png", interpolation),
-             ("manifold", "manifold.png", manifold)]
+             ("manifold", "manifold.png", manifold), ("traversal", "traversal.png", traversal)]
     for key, name, draw in table:
         if key in snap:
             out.append((name, (lambda p, d=draw: d(p, rec, snap)) if draw else None))
@@ -206,6 +206,21 @@ def manifold(path: Path, rec: dict, snap: dict) -> Path:
     ax.set_xlabel("z1", fontsize=8)
     ax.set_ylabel("z2", fontsize=8)
     ax.set_title(f"Decoded 2-D latent plane (prior quantiles 5%..95%): {_title(rec)}", fontsize=9)
+    return save(fig, path)
+
+
+def traversal(path: Path, rec: dict, snap: dict) -> Path:
+    values, images = snap["traversal_values"], snap["traversal"]
+    dims, steps = values.shape
+    kl = snap.get("traversal_kl")
+    rows = [f"z{i}" + (f" (KL {kl[i]:.2f})" if kl is not None and i < len(kl) else "") for i in range(dims)]
+    fig = Figure(figsize=(steps * 0.7 + 1.4, dims * 0.7 + 0.6))
+    ax = fig.subplots()
+    cols = [f"{v:.2g}" for v in values[0]] if kl is not None else [f"{q:.0f}%" for q in np.linspace(2, 98, steps)]
+    show_grid(ax, images, steps, rows, cols)
+    ranged = "from -2 to 2 (the prior)" if kl is not None else "over each code's 2nd..98th percentile"
+    ax.set_title(f"Latent traversals, one dimension per row {ranged}, the others at a test image's code: "
+                 f"{_title(rec)}", fontsize=9, pad=22)
     return save(fig, path)
 
 

@@ -19,7 +19,8 @@ from . import leaderboard, tuning
 from .context import FIGURES, context
 
 RUN_FIGURES = [("reconstructions.png", "Reconstructions"), ("samples.png", "Samples"),
-               ("interpolation.png", "Interpolation"), ("manifold.png", "Latent plane"),
+               ("interpolation.png", "Interpolation"), ("traversal.png", "Latent traversals"),
+               ("manifold.png", "Latent plane"),
                ("latent.png", "Latent space"), ("losses.png", "Training curves")]
 
 CSS = """

@@ -36,6 +36,9 @@ def show(registry, model: str | None = None, dataset: str | None = None, metric:
             spec = entry["likelihood"]
             console.print(escape(f"log_likelihood: {'exactly' if spec['exact'] else 'a lower bound on'} log P(x), "
                                  f"{spec['convention']}: {spec['method']}"))
+        if entry.get("factors"):
+            console.print(escape("factors of variation: " + ", ".join(
+                f"{k} ({v} levels)" for k, v in entry["factors"].items())))
         return 0
     if as_json:
         print(json.dumps(info, indent=2))
@@ -132,7 +135,7 @@ def _plugin_info(registry) -> dict:
               for n, c in sorted(registry.models.items())]
     datasets = [{"name": n, "description": c.description, "image_shape": list(c.image_shape),
                  "classes": list(c.class_names), "options": [vars(o) for o in describe(c.Options)],
-                 **source("dataset", n)} for n, c in sorted(registry.datasets.items())]
+                 "factors": {f.name: f.levels for f in c.factors}, **source("dataset", n)} for n, c in sorted(registry.datasets.items())]
     metrics = [{"name": n, "description": m.description, "unit": m.unit,
                 "higher_is_better": m.higher_is_better, "requires": sorted(c.value for c in m.requires),
                 "uses_samples": m.uses_samples, "checks": m.check is not None,
