@@ -194,8 +194,10 @@ def run_suite(suite: Suite, registry: Registry, out: Path, device_name: str = "a
         torch.set_num_threads(threads)
     created = not out.exists()
     files.check_writable(out)
+    locked = False
     try:
         with files.FolderLock(out, "run"):
+            locked = True
             files.remove_stale_temporaries(out)
             spec = registry.datasets[suite.dataset.name].extractor
             records = record.read_records(out)
@@ -211,7 +213,9 @@ def run_suite(suite: Suite, registry: Registry, out: Path, device_name: str = "a
                 err.exit_code = 1
                 raise
     finally:
-        if created:  # a suite that stopped before writing anything leaves no folder behind
+        # a suite that stopped before writing anything leaves no folder behind; a process
+        # refused the lock leaves the folder to the one that holds it
+        if created and locked:
             files.remove_if_only_lock(out)
 
 

@@ -145,8 +145,12 @@ def check_writable(folder: Path) -> None:
         if folder.exists() and not folder.is_dir():
             raise OutputError(f"{folder}: exists and is not a folder; choose another --out")
         folder.mkdir(parents=True, exist_ok=True)
-        write_bytes(folder / ".genbench-probe", b"ok\n")
-        (folder / ".genbench-probe").unlink()
+        # A plain file named for this process: a temporary of atomic_write could be swept
+        # as stale by another process that holds the folder's lock.
+        probe = folder / f".genbench-probe-{os.getpid()}"
+        with open(probe, "wb") as f:
+            f.write(b"ok\n")
+        probe.unlink()
     except OutputError as err:
         raise OutputError(f"cannot write results to {folder}: {err}") from None
     except OSError as err:
