@@ -312,8 +312,8 @@ def needs_factors(uses_sklearn: bool):
     return check
 
 
-def _metric(name, compute, description, Options, sklearn=True, higher_is_better=True):
-    return genbench.Metric(name, compute, requires=LATENT, higher_is_better=higher_is_better,
+def _metric(name, compute, description, Options, sklearn=True):
+    return genbench.Metric(name, compute, requires=LATENT, higher_is_better=True,
                            description=description, Options=Options, check=needs_factors(sklearn))
 
 

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 import genbench
 from genbench.api import Capability, fidelity, option, outputs, to_float
 from genbench.api.likelihood import bits_per_dim, gaussian_latent_draw, importance_weighted
-from genbench.api.losses import gaussian_kl
+from genbench.api.losses import gaussian_kl, gaussian_kl_per_dim
 
 R, P, S, C = Capability.RECONSTRUCT, Capability.POSTERIOR, Capability.SAMPLE, Capability.CONDITIONAL
 L = Capability.LIKELIHOOD
@@ -94,7 +94,7 @@ def reconstruction_ssim(ctx) -> float:
 
 def posterior_kl(ctx):
     mean, logvar = ctx.posterior
-    per_dim = 0.5 * (mean.pow(2) + logvar.exp() - 1.0 - logvar)
+    per_dim = gaussian_kl_per_dim(mean, logvar)
     return float(per_dim.sum(1).mean()), {"per_dim": [round(float(v), 4) for v in per_dim.mean(0)]}
 
 

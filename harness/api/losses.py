@@ -7,9 +7,14 @@ import torch.nn.functional as F
 from torch import Tensor
 
 
+def gaussian_kl_per_dim(mean: Tensor, logvar: Tensor) -> Tensor:
+    """KL(N(mean, exp(logvar)) || N(0, 1)) of each latent dimension of each image, nats: (N, d)."""
+    return 0.5 * (mean.pow(2) + logvar.exp() - 1.0 - logvar)
+
+
 def gaussian_kl(mean: Tensor, logvar: Tensor) -> Tensor:
     """KL(N(mean, exp(logvar)) || N(0, I)) per image, in nats: shape (N,)."""
-    return 0.5 * (mean.pow(2) + logvar.exp() - 1.0 - logvar).sum(dim=1)
+    return gaussian_kl_per_dim(mean, logvar).sum(dim=1)
 
 
 def reparameterize(mean: Tensor, logvar: Tensor) -> Tensor:

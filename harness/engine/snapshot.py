@@ -18,6 +18,7 @@ from torch import Tensor
 
 from ..api import outputs
 from ..api.dataset import to_float
+from ..api.losses import gaussian_kl_per_dim
 from ..api.model import Capability, Model
 from ..results.files import write_bytes
 from .data import DeviceData
@@ -81,9 +82,12 @@ def take(model: Model, data: DeviceData, seed: int, latent_points: int = 2000,
                                        "seconds_per_1000": round(seconds * 1000 / n, 4)}
             out["samples"] = _u8(outputs.images(model, "sample", drawn, n, shape, device))
         if model.has(Capability.LATENT):
-            out.update(_latents(model, data, cond, latent_points))
-            if data.eval.factors is not None:
+            if data.eval.factors is not None:  # the whole split, once; the scatter takes its first points
                 out.update(_factor_codes(model, data, cond))
+                out.update(latent_mean=out["factor_codes"][:latent_points],
+                           latent_labels=data.eval.labels[:latent_points].cpu().numpy())
+            else:
+                out.update(_latents(model, data, cond, latent_points))
             if model.has(Capability.DECODE):
                 out.update(_interpolation(model, data, cond))
                 out.update(_traversal(model, data, cond, out["latent_mean"]))
@@ -135,7 +139,7 @@ def _traversal(model: Model, data: DeviceData, cond: bool, codes: np.ndarray) ->
         mean, logvar = outputs.posterior(model, model.posterior(to_float(data.eval.images[:1000]),
                                                                 data.eval.labels[:1000] if cond else None),
                                          min(1000, len(data.eval)), device)
-        kl = 0.5 * (mean.pow(2) + logvar.exp() - 1 - logvar).mean(0)
+        kl = gaussian_kl_per_dim(mean, logvar).mean(0)
         out["traversal_kl"] = kl[:dims].float().cpu().numpy()
     return out
 
