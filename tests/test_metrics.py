@@ -36,7 +36,7 @@ def blur(x: torch.Tensor) -> torch.Tensor:
 # SSIM ---------------------------------------------------------------------------------
 
 def skimage_ssim(a: torch.Tensor, b: torch.Tensor) -> np.ndarray:
-    return np.array([structural_similarity(x[0].double().numpy(), y[0].double().numpy(), data_range=1,
+    return np.array([structural_similarity(x.double().numpy(), y.double().numpy(), data_range=1, channel_axis=0,
                                            gaussian_weights=True, sigma=1.5, use_sample_covariance=False)
                      for x, y in zip(a, b)])
 
@@ -46,7 +46,15 @@ def test_ssim_matches_scikit_image_on_real_images(mnist):
     noisy = (x + 0.2 * torch.randn(x.shape, generator=torch.Generator().manual_seed(0))).clamp(0, 1)
     for other in (blur(x), noisy, to_float(mnist.eval.images[300:600])):
         ours = builtin.ssim_per_image(other, x).numpy()
-        assert np.abs(ours - skimage_ssim(other, x)).max() < 1e-4
+        assert np.abs(ours - skimage_ssim(other, x)).max() < 1e-12
+
+
+def test_ssim_matches_scikit_image_on_colour_non_square_images_in_small_batches():
+    g = torch.Generator().manual_seed(2)
+    x = torch.rand(7, 3, 40, 33, generator=g)
+    y = (x + 0.3 * torch.rand(x.shape, generator=g)).clamp(0, 1)
+    ours = builtin.ssim_per_image(y, x, batch=3).numpy()
+    assert np.abs(ours - skimage_ssim(y, x)).max() < 1e-12 and ours.min() < 0.99
 
 
 def test_ssim_edge_cases():
@@ -246,6 +254,36 @@ def test_manifold_precision_recall_equals_torch_fidelitys(features, other, k):
     radii = fidelity.knn_radii(real, k)
     assert fidelity.manifold_precision_recall(real, fake, k, real_radii=radii) == expected
     assert 0 <= expected[0] <= 1 and 0 <= expected[1] <= 1
+
+
+@pytest.mark.parametrize("other, size, subsets, seed", [("train", 1000, 5, 2020), ("blurred", 300, 7, 1),
+                                                       ("noise", 50, 11, 2020)])
+def test_kid_equals_torch_fidelitys(features, other, size, subsets, seed):
+    real, fake = features["test"], features[other][:3000]  # unequal counts: the draws must follow
+    expected = fidelity.kid_reference(real, fake, size, subsets, seed)
+    assert fidelity.kid(real, fake, size, subsets, seed) == pytest.approx(expected, rel=1e-5)
+    terms = fidelity.kid_real_terms(real, fidelity.kid_subsets(len(fake), len(real), size, subsets, seed))
+    assert fidelity.kid(real, fake, size, subsets, seed, real_terms=terms) == pytest.approx(expected, rel=1e-5)
+    assert fidelity.kid(real, fake, size, subsets, seed + 1) != pytest.approx(expected, rel=1e-5)
+
+
+def test_kid_through_the_registry_reuses_the_real_terms_and_equals_torch_fidelitys(registry, mnist):
+    images, labels = to_float(mnist.eval.images), mnist.eval.labels
+    Replay.pool = {c: images[labels == c] for c in range(10)}
+    options = {"kid": builtin.KIDOptions(subset_size=500, subsets=6)}
+    before = {key for key in mnist.cache if "kid_real_terms" in str(key)}
+    first, _ = evaluate(Replay(genbench.NoOptions(), mnist.info), mnist, [registry.metrics["kid"]],
+                        EvalOptions(num_samples=1000), metric_options=options)
+    added = {key for key in mnist.cache if "kid_real_terms" in str(key)} - before
+    assert len(added) == 1 and mnist.cache[added.pop()].shape == (6,)
+    again, _ = evaluate(Replay(genbench.NoOptions(), mnist.info), mnist, [registry.metrics["kid"]],
+                        EvalOptions(num_samples=1000), metric_options=options)
+    ctx = EvalContext(Replay(genbench.NoOptions(), mnist.info), mnist, EvalOptions(num_samples=1000))
+    with torch.no_grad():
+        real, fake = ctx.real_features[0], ctx.sample_features[0]
+    expected = fidelity.kid_reference(real, fake, 500, 6)[0]
+    # near 0, torch-fidelity's float32 sums of a million kernel values dominate the difference
+    assert first["kid"] == again["kid"] == pytest.approx(expected, abs=1e-5)
 
 
 @pytest.mark.parametrize("other, k", [("train", 5), ("blurred", 5), ("blurred", 2), ("noise", 5)])
