@@ -4,8 +4,11 @@ The same dense VAE (784-400-20, batch 128, Adam 1e-3) trains for one epoch of
 Fashion-MNIST's 60,000 images, alternately by genbench's loop (the built-in ``vae``
 plugin through ``genbench.engine.train``) and by a plain PyTorch loop over
 ``DataLoader(TensorDataset)`` with sigmoid + BCE, for several repetitions in one process.
-It prints the median images/s of each, their ratio, and the bound set by the step's
-matrix products timed alone (forward, grad-input and grad-weight of every layer).
+It prints the median images/s of each, their ratio, the bound set by the step's matrix
+products timed alone (forward, grad-input and grad-weight of every layer), and the
+ceiling of any float32 loop: those products, genbench's optimizer step (fused Adam on the
+same parameters) and the reconstruction loss (BCE from logits, forward and backward),
+each timed alone, with every other operation free.
 
     GENBENCH_DATA=../shared/data .venv/bin/python benchmarks/loop.py [--repeats 7] [--threads N]
         [--precision fp32|bf16|fp16] [--compile]
@@ -105,6 +108,39 @@ def matmul_bound(repeats: int = 50) -> tuple[float, float]:
     return BATCH / step, flops / step
 
 
+def optimizer_seconds(registry, data, repeats: int = 200) -> float:
+    """Median seconds of one step of the built-in VAE's optimizer (fused Adam), timed alone."""
+    cls = registry.models["vae"]
+    model = cls(cls.Options(hidden_dim=HIDDEN, latent_dim=LATENT), data.info)
+    opt = model.configure_optimizers()["adam"]
+    g = torch.Generator().manual_seed(0)
+    for p in model.parameters():
+        p.grad = torch.randn(p.shape, generator=g) * 1e-3
+    for _ in range(10):
+        opt.step()
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        opt.step()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def loss_seconds(repeats: int = 200) -> float:
+    """Median seconds of the reconstruction loss alone: BCE from logits over a batch,
+    forward and backward (every loop computes it, the plain one as sigmoid + BCE)."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(BATCH, PIXELS, generator=g)
+    logits = torch.randn(BATCH, PIXELS, generator=g, requires_grad=True)
+    times = []
+    for i in range(repeats + 10):
+        started = time.perf_counter()
+        F.binary_cross_entropy_with_logits(logits, x, reduction="sum").div(BATCH).backward()
+        logits.grad = None
+        times.append(time.perf_counter() - started)
+    return statistics.median(times[10:])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=7)
@@ -119,22 +155,38 @@ def main() -> None:
     data = prepare(registry.datasets["fashion_mnist"](), DatasetConfig(name="fashion_mnist"), torch.device("cpu"),
                    download=False)
     images = to_float(data.train.images).flatten(1)
-    ours, plain = [], []
+    rows = []  # per repetition: genbench, plain, matmul bound, its FLOP/s, optimizer and loss seconds
     genbench_epoch(registry, data, 99, training)  # warm-up: allocator, kernels, first FLOP count
     plain_epoch(images, 99)
+    optimizer_seconds(registry, data, repeats=20)
     for rep in range(args.repeats):
-        ours.append(genbench_epoch(registry, data, rep, training))
-        plain.append(plain_epoch(images, rep))
-        print(f"repetition {rep + 1}: genbench {ours[-1]:,.0f} images/s, plain {plain[-1]:,.0f} images/s", flush=True)
-    bound, flops = matmul_bound()
-    a, b = statistics.median(ours), statistics.median(plain)
+        # Each repetition measures all four back to back, so a shared machine's drifting
+        # speed cancels in the per-repetition ratios, whose medians are reported.
+        row = (genbench_epoch(registry, data, rep, training), plain_epoch(images, rep), *matmul_bound(),
+               optimizer_seconds(registry, data), loss_seconds())
+        rows.append(row)
+        print(f"repetition {rep + 1}: genbench {row[0]:,.0f} images/s, plain {row[1]:,.0f} images/s, "
+              f"ratio {row[0] / row[1]:.2f}x, matmul bound {row[2]:,.0f} images/s", flush=True)
+
+    def median(fn):
+        return statistics.median(fn(*row) for row in rows)
+
+    ceiling = lambda g, p, bound, f, adam, loss: BATCH / (BATCH / bound + adam + loss)  # noqa: E731
     print(f"\ntorch {torch.__version__}, {torch.get_num_threads()} threads, {args.repeats} repetitions, "
           f"genbench with {training}, medians:")
-    print(f"  genbench loop      {a:>9,.0f} images/s")
-    print(f"  plain loop         {b:>9,.0f} images/s")
-    print(f"  ratio              {a / b:>9.2f}x")
-    print(f"  matmul bound       {bound:>9,.0f} images/s ({flops / 1e9:.0f} GFLOP/s); genbench at {a / bound:.0%}")
-
+    print(f"  genbench loop      {median(lambda g, *_: g):>9,.0f} images/s")
+    print(f"  plain loop         {median(lambda g, p, *_: p):>9,.0f} images/s")
+    print(f"  ratio              {median(lambda g, p, *_: g / p):>9.2f}x (median of the repetitions' ratios)")
+    print(f"  matmul bound       {median(lambda g, p, bound, *_: bound):>9,.0f} images/s "
+          f"({median(lambda g, p, bound, f, *_: f) / 1e9:.0f} GFLOP/s); genbench at "
+          f"{median(lambda g, p, bound, *_: g / bound):.0%} of it")
+    print(f"  optimizer step     {median(lambda *row: row[4]) * 1e3:>9.3f} ms alone (fused Adam, "
+          f"{sum(p.numel() for p in PlainVAE().parameters()):,} parameters)")
+    print(f"  loss               {median(lambda *row: row[5]) * 1e3:>9.3f} ms alone (BCE from logits, forward "
+          f"and backward)")
+    print(f"  ceiling            {median(ceiling):>9,.0f} images/s, "
+          f"{median(lambda *row: ceiling(*row) / row[1]):.2f}x the plain loop: products, optimizer step and loss "
+          f"alone, every other operation free")
 
 if __name__ == "__main__":
     main()
