@@ -265,6 +265,8 @@ def test_kid_equals_torch_fidelitys(features, other, size, subsets, seed):
     terms = fidelity.kid_real_terms(real, fidelity.kid_subsets(len(fake), len(real), size, subsets, seed))
     assert fidelity.kid(real, fake, size, subsets, seed, real_terms=terms) == pytest.approx(expected, rel=1e-5)
     assert fidelity.kid(real, fake, size, subsets, seed + 1) != pytest.approx(expected, rel=1e-5)
+    with pytest.raises(ValueError, match="subsets' sums"):
+        fidelity.kid(real, fake, size, subsets + 1, seed, real_terms=terms)
 
 
 def test_kid_through_the_registry_reuses_the_real_terms_and_equals_torch_fidelitys(registry, mnist):

@@ -152,6 +152,8 @@ def kid(real: Tensor, fake: Tensor, subset_size: int, subsets: int, seed: int = 
     m = subset_size
     draws = kid_subsets(len(fake), len(real), m, subsets, seed)
     real_terms = kid_real_terms(real, draws) if real_terms is None else real_terms
+    if len(real_terms) != subsets:
+        raise ValueError(f"real_terms has {len(real_terms)} subsets' sums, not {subsets}")
     mmds = torch.stack([
         (_poly_kernel_sum(fake[f.to(fake.device)]) + real_term) / (m * (m - 1))
         - 2 * _poly_kernel_sum(fake[f.to(fake.device)], real[r.to(real.device)]) / (m * m)
