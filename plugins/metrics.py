@@ -227,9 +227,9 @@ def kid(ctx, options: KIDOptions):
     real, fake = ctx.real_features[0], ctx.sample_features[0]
     # The full evaluation is checked up front; curves during training use fewer images.
     size = min(options.subset_size, len(real), len(fake))
-    real_terms = ctx.cached(("kid_real_terms", ctx.options.feature_extractor, len(fake), size, options.subsets),
-                            lambda: fidelity.kid_real_terms(real, fidelity.kid_subsets(len(fake), len(real), size,
-                                                                                       options.subsets)))
+    key = ("kid_real_terms", ctx.options.feature_extractor, len(real), len(fake), size, options.subsets)
+    draws = lambda: fidelity.kid_subsets(len(fake), len(real), size, options.subsets)  # noqa: E731
+    real_terms = ctx.cached(key, lambda: fidelity.kid_real_terms(real, draws()))
     mean, spread = fidelity.kid(real, fake, size, options.subsets, real_terms=real_terms)
     # The spread of the subset estimates, and the standard error of their mean (the
     # subsets overlap, so the SEM understates the error of KID itself).

@@ -2,9 +2,10 @@
 
 The harness extracts features itself (so the real split's features are computed once
 per suite) and hands them to torch-fidelity's FID; KID and precision/recall are computed
-here, faster, and tested equal to torch-fidelity's own functions. The domain extractors are also registered with torch-fidelity
-(``register_feature_extractor``), so ``torch_fidelity.calculate_metrics(...,
-feature_extractor="genbench-mnist_v2")`` gives the same numbers outside genbench.
+here, faster, and tested equal to torch-fidelity's own functions. The domain extractors
+are also registered with torch-fidelity (``register_feature_extractor``), so
+``torch_fidelity.calculate_metrics(..., feature_extractor="genbench-mnist_v2")`` gives
+the same numbers outside genbench.
 """
 
 from __future__ import annotations
@@ -154,10 +155,12 @@ def kid(real: Tensor, fake: Tensor, subset_size: int, subsets: int, seed: int = 
     real_terms = kid_real_terms(real, draws) if real_terms is None else real_terms
     if len(real_terms) != subsets:
         raise ValueError(f"real_terms has {len(real_terms)} subsets' sums, not {subsets}")
-    mmds = torch.stack([
-        (_poly_kernel_sum(fake[f.to(fake.device)]) + real_term) / (m * (m - 1))
-        - 2 * _poly_kernel_sum(fake[f.to(fake.device)], real[r.to(real.device)]) / (m * m)
-        for (f, r), real_term in zip(draws, real_terms)])
+    mmds = []
+    for (f, r), real_term in zip(draws, real_terms):
+        part = fake[f.to(fake.device)]
+        mmds.append((_poly_kernel_sum(part) + real_term) / (m * (m - 1))
+                    - 2 * _poly_kernel_sum(part, real[r.to(real.device)]) / (m * m))
+    mmds = torch.stack(mmds)
     return float(mmds.mean()), float(mmds.std(unbiased=False))
 
 
