@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -83,6 +84,18 @@ def genbench_epoch(registry, data, seed: int, training: TrainingOptions) -> floa
     return result.used["images"] / (result.used["seconds"] + result.throughput["untimed_seconds"])
 
 
+def median_seconds(fn, repeats: int, warmup: int = 10) -> float:
+    """Median wall seconds of ``fn()`` over ``repeats`` calls, after ``warmup`` untimed ones."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
 def matmul_bound(repeats: int = 50) -> tuple[float, float]:
     """Images/s if a step cost only its matrix products, and their FLOP/s."""
     layers = [(PIXELS, HIDDEN), (HIDDEN, 2 * LATENT), (LATENT, HIDDEN), (HIDDEN, PIXELS)]
@@ -96,15 +109,7 @@ def matmul_bound(repeats: int = 50) -> tuple[float, float]:
             work.append(lambda gy=gy, w=w: gy @ w)       # grad-input
         work.append(lambda gy=gy, x=x: gy.t() @ x)       # grad-weight
     flops = sum(2 * BATCH * m * n for m, n in layers) * 3 - 2 * BATCH * PIXELS * HIDDEN
-    for fn in work:
-        fn()
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        for fn in work:
-            fn()
-        times.append(time.perf_counter() - started)
-    step = statistics.median(times)
+    step = median_seconds(lambda: [fn() for fn in work], repeats, warmup=1)
     return BATCH / step, flops / step
 
 
@@ -116,14 +121,7 @@ def optimizer_seconds(registry, data, repeats: int = 200) -> float:
     g = torch.Generator().manual_seed(0)
     for p in model.parameters():
         p.grad = torch.randn(p.shape, generator=g) * 1e-3
-    for _ in range(10):
-        opt.step()
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        opt.step()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
+    return median_seconds(opt.step, repeats)
 
 
 def loss_seconds(repeats: int = 200) -> float:
@@ -132,13 +130,25 @@ def loss_seconds(repeats: int = 200) -> float:
     g = torch.Generator().manual_seed(0)
     x = torch.rand(BATCH, PIXELS, generator=g)
     logits = torch.randn(BATCH, PIXELS, generator=g, requires_grad=True)
-    times = []
-    for i in range(repeats + 10):
-        started = time.perf_counter()
+
+    def step():
         F.binary_cross_entropy_with_logits(logits, x, reduction="sum").div(BATCH).backward()
         logits.grad = None
-        times.append(time.perf_counter() - started)
-    return statistics.median(times[10:])
+    return median_seconds(step, repeats)
+
+
+class Repetition(NamedTuple):
+    genbench: float   # images/s
+    plain: float      # images/s
+    bound: float      # images/s of the matrix products alone
+    flops: float      # their FLOP/s
+    optimizer: float  # seconds of one optimizer step alone
+    loss: float       # seconds of the loss, forward and backward, alone
+
+    @property
+    def ceiling(self) -> float:
+        """Images/s of a float32 step that cost only its products, optimizer step and loss."""
+        return BATCH / (BATCH / self.bound + self.optimizer + self.loss)
 
 
 def main() -> None:
@@ -155,38 +165,37 @@ def main() -> None:
     data = prepare(registry.datasets["fashion_mnist"](), DatasetConfig(name="fashion_mnist"), torch.device("cpu"),
                    download=False)
     images = to_float(data.train.images).flatten(1)
-    rows = []  # per repetition: genbench, plain, matmul bound, its FLOP/s, optimizer and loss seconds
+    rows: list[Repetition] = []
     genbench_epoch(registry, data, 99, training)  # warm-up: allocator, kernels, first FLOP count
     plain_epoch(images, 99)
-    optimizer_seconds(registry, data, repeats=20)
     for rep in range(args.repeats):
-        # Each repetition measures all four back to back, so a shared machine's drifting
+        # Each repetition measures everything back to back, so a shared machine's drifting
         # speed cancels in the per-repetition ratios, whose medians are reported.
-        row = (genbench_epoch(registry, data, rep, training), plain_epoch(images, rep), *matmul_bound(),
-               optimizer_seconds(registry, data), loss_seconds())
+        row = Repetition(genbench_epoch(registry, data, rep, training), plain_epoch(images, rep), *matmul_bound(),
+                         optimizer_seconds(registry, data), loss_seconds())
         rows.append(row)
-        print(f"repetition {rep + 1}: genbench {row[0]:,.0f} images/s, plain {row[1]:,.0f} images/s, "
-              f"ratio {row[0] / row[1]:.2f}x, matmul bound {row[2]:,.0f} images/s", flush=True)
+        print(f"repetition {rep + 1}: genbench {row.genbench:,.0f} images/s, plain {row.plain:,.0f} images/s, "
+              f"ratio {row.genbench / row.plain:.2f}x, matmul bound {row.bound:,.0f} images/s", flush=True)
 
     def median(fn):
-        return statistics.median(fn(*row) for row in rows)
+        return statistics.median(fn(row) for row in rows)
 
-    ceiling = lambda g, p, bound, f, adam, loss: BATCH / (BATCH / bound + adam + loss)  # noqa: E731
+    parameters = sum(p.numel() for p in PlainVAE().parameters())
     print(f"\ntorch {torch.__version__}, {torch.get_num_threads()} threads, {args.repeats} repetitions, "
           f"genbench with {training}, medians:")
-    print(f"  genbench loop      {median(lambda g, *_: g):>9,.0f} images/s")
-    print(f"  plain loop         {median(lambda g, p, *_: p):>9,.0f} images/s")
-    print(f"  ratio              {median(lambda g, p, *_: g / p):>9.2f}x (median of the repetitions' ratios)")
-    print(f"  matmul bound       {median(lambda g, p, bound, *_: bound):>9,.0f} images/s "
-          f"({median(lambda g, p, bound, f, *_: f) / 1e9:.0f} GFLOP/s); genbench at "
-          f"{median(lambda g, p, bound, *_: g / bound):.0%} of it")
-    print(f"  optimizer step     {median(lambda *row: row[4]) * 1e3:>9.3f} ms alone (fused Adam, "
-          f"{sum(p.numel() for p in PlainVAE().parameters()):,} parameters)")
-    print(f"  loss               {median(lambda *row: row[5]) * 1e3:>9.3f} ms alone (BCE from logits, forward "
-          f"and backward)")
-    print(f"  ceiling            {median(ceiling):>9,.0f} images/s, "
-          f"{median(lambda *row: ceiling(*row) / row[1]):.2f}x the plain loop: products, optimizer step and loss "
-          f"alone, every other operation free")
+    print(f"  genbench loop      {median(lambda r: r.genbench):>9,.0f} images/s")
+    print(f"  plain loop         {median(lambda r: r.plain):>9,.0f} images/s")
+    print(f"  ratio              {median(lambda r: r.genbench / r.plain):>9.2f}x (median of the repetitions' ratios)")
+    print(f"  matmul bound       {median(lambda r: r.bound):>9,.0f} images/s ({median(lambda r: r.flops) / 1e9:.0f} "
+          f"GFLOP/s); genbench at {median(lambda r: r.genbench / r.bound):.0%} of it")
+    print(f"  optimizer step     {median(lambda r: r.optimizer) * 1e3:>9.3f} ms alone (fused Adam, {parameters:,} "
+          f"parameters)")
+    print(f"  loss               {median(lambda r: r.loss) * 1e3:>9.3f} ms alone (BCE from logits, forward and "
+          f"backward)")
+    print(f"  ceiling            {median(lambda r: r.ceiling):>9,.0f} images/s, "
+          f"{median(lambda r: r.ceiling / r.plain):.2f}x the plain loop: products, optimizer step and loss alone, "
+          f"every other operation free")
+
 
 if __name__ == "__main__":
     main()
