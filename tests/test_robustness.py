@@ -18,6 +18,7 @@ import torch
 
 import genbench
 from genbench.cli import main
+from genbench.errors import UserError
 from genbench.results import files
 
 from conftest import ROOT, TINY, genbench_cmd
@@ -282,6 +283,49 @@ def test_two_resumes_at_once_train_each_run_once(tmp_path, data_root):
     refused = next(err for (_, err), p in zip(results, procs) if p.returncode == 2)
     assert "is in use by `genbench run`" in refused
     assert len(list((tmp_path / "out").glob("runs/*/record.json"))) == 1
+
+
+def test_an_empty_folder_is_removed_before_its_lock_is_let_go(tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    out.mkdir()
+    holder = files.FolderLock(out, "run").acquire()
+    unlink, refused = Path.unlink, []
+
+    def unlink_while_held(path, *args, **kwargs):
+        if path.name == files.LOCK:  # another process trying now is refused: the lock is still held
+            with pytest.raises(UserError, match="is in use by"):
+                files.FolderLock(out, "run").acquire()
+            refused.append(path)
+        return unlink(path, *args, **kwargs)
+    monkeypatch.setattr(Path, "unlink", unlink_while_held)
+    holder.release(remove_empty_folder=True)
+    monkeypatch.undo()
+    assert refused and not out.exists()
+    # the next process makes the folder again and keeps it, whatever the last one does
+    nxt = files.FolderLock(out, "run", create=True).acquire()
+    holder.release(remove_empty_folder=True)  # released already: does nothing
+    assert (out / files.LOCK).exists()
+    (out / "suite.yaml").write_text("name: x\n")
+    nxt.release(remove_empty_folder=True)
+    assert (out / "suite.yaml").exists()  # not empty: kept
+
+
+def test_a_lock_taken_on_a_lock_file_its_holder_removed_is_taken_again(tmp_path, monkeypatch):
+    # A process opened the lock file, its holder removed the folder and let go, then the
+    # process locked the unlinked file: it must notice and lock the file at the path.
+    out = tmp_path / "out"
+    out.mkdir()
+    stale = os.open(out / files.LOCK, os.O_RDWR | os.O_CREAT)
+    (out / files.LOCK).unlink()
+    lock = files.FolderLock(out, "run", create=True)
+    real_open, opened = lock._open, []
+    monkeypatch.setattr(lock, "_open", lambda: opened.append(1) or (stale if len(opened) == 1 else real_open()))
+    lock.acquire()
+    assert len(opened) == 2 and os.path.samestat(os.fstat(lock._fd), os.stat(out / files.LOCK))
+    fds = [os.readlink(f"/proc/self/fd/{fd}") for fd in os.listdir("/proc/self/fd")
+           if os.path.exists(f"/proc/self/fd/{fd}")]
+    assert not [f for f in fds if f.endswith("(deleted)") and files.LOCK in f]  # the stale one was closed
+    lock.release()
 
 
 # -- 16. Ctrl-C ------------------------------------------------------------------------

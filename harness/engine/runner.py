@@ -194,29 +194,26 @@ def run_suite(suite: Suite, registry: Registry, out: Path, device_name: str = "a
         torch.set_num_threads(threads)
     created = not out.exists()
     files.check_writable(out)
-    locked = False
+    # A process refused the lock leaves the folder to the one that holds it.
+    lock = files.FolderLock(out, "run", create=True).acquire()
     try:
-        with files.FolderLock(out, "run"):
-            locked = True
-            files.remove_stale_temporaries(out)
-            spec = registry.datasets[suite.dataset.name].extractor
-            records = record.read_records(out)
-            resolved = check_out_dir(suite, out, resume, device, spec.sha256 if spec else None, records, registry)
-            # A failed run is run again on --resume; a failed trial is not: it spent its
-            # share of the search's budget, and the search went on without it.
-            done = {(r["label"], r["seed"], r.get("config_hash")): r for r in records
-                    if r["status"] == "ok" or (r["status"] == "failed" and r.get("trial"))}
-            try:
-                return _run_locked(suite, registry, out, device, done if resume else {}, console, resolved, plan)
-            except files.OutputError as err:
-                err.lines.append(f"finished runs in {out} are kept; fix the cause, then continue with --resume")
-                err.exit_code = 1
-                raise
+        files.remove_stale_temporaries(out)
+        spec = registry.datasets[suite.dataset.name].extractor
+        records = record.read_records(out)
+        resolved = check_out_dir(suite, out, resume, device, spec.sha256 if spec else None, records, registry)
+        # A failed run is run again on --resume; a failed trial is not: it spent its
+        # share of the search's budget, and the search went on without it.
+        done = {(r["label"], r["seed"], r.get("config_hash")): r for r in records
+                if r["status"] == "ok" or (r["status"] == "failed" and r.get("trial"))}
+        try:
+            return _run_locked(suite, registry, out, device, done if resume else {}, console, resolved, plan)
+        except files.OutputError as err:
+            err.lines.append(f"finished runs in {out} are kept; fix the cause, then continue with --resume")
+            err.exit_code = 1
+            raise
     finally:
-        # a suite that stopped before writing anything leaves no folder behind; a process
-        # refused the lock leaves the folder to the one that holds it
-        if created and locked:
-            files.remove_if_only_lock(out)
+        # A suite that stopped before writing anything leaves no folder behind.
+        lock.release(remove_empty_folder=created)
 
 
 def _run_locked(suite: Suite, registry: Registry, out: Path, device: torch.device, done: dict[tuple, dict],

@@ -157,15 +157,6 @@ def check_writable(folder: Path) -> None:
         raise OutputError(f"cannot write results to {folder}: {describe_os_error(err)}") from None
 
 
-def remove_if_only_lock(folder: Path) -> None:
-    """Remove ``folder`` if nothing but (at most) its lock file is in it."""
-    with contextlib.suppress(OSError):
-        if {p.name for p in Path(folder).iterdir()} <= {LOCK}:
-            with contextlib.suppress(FileNotFoundError):
-                (Path(folder) / LOCK).unlink()
-            Path(folder).rmdir()
-
-
 class FolderLock:
     """An exclusive lock on a results folder, released when the process ends however it ends.
 
@@ -173,29 +164,35 @@ class FolderLock:
     say who has the folder.
     """
 
-    def __init__(self, folder: Path, command: str):
+    def __init__(self, folder: Path, command: str, create: bool = False):
         self.path = Path(folder) / LOCK
         self.command = command
+        self.create = create  # make the folder again if a holder removed it (see release)
         self._fd: int | None = None
 
     def acquire(self) -> FolderLock:
-        try:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666 & ~_UMASK)
-        except OSError as err:
-            raise OutputError(f"cannot lock {self.path.parent}: {describe_os_error(err)}") from None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = ""
-            for _ in range(25):  # the holder may have the lock but not yet have written its name
-                holder = os.pread(fd, 4096, 0).decode("utf-8", "replace").strip()
-                if holder:
-                    break
-                time.sleep(0.02)
-            holder = holder or "another process"
+        for _ in range(3):
+            fd = self._open()
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = ""
+                for _ in range(25):  # the holder may have the lock but not yet have written its name
+                    holder = os.pread(fd, 4096, 0).decode("utf-8", "replace").strip()
+                    if holder:
+                        break
+                    time.sleep(0.02)
+                holder = holder or "another process"
+                os.close(fd)
+                raise UserError(f"{self.path.parent} is in use by {holder}; wait for it to finish, "
+                                f"or choose another --out") from None
+            # A holder that removed its empty folder unlinked the lock file before letting
+            # go: a lock on a file no longer at the path would lock nothing.
+            if _same_file(fd, self.path):
+                break
             os.close(fd)
-            raise UserError(f"{self.path.parent} is in use by {holder}; wait for it to finish, "
-                            f"or choose another --out") from None
+        else:
+            raise OutputError(f"cannot lock {self.path.parent}: its lock file keeps being replaced")
         info = (f"`genbench {self.command}` (pid {os.getpid()} on {socket.gethostname()}, "
                 f"since {time.strftime('%Y-%m-%d %H:%M:%S')})")
         os.ftruncate(fd, 0)
@@ -203,15 +200,43 @@ class FolderLock:
         self._fd = fd
         return self
 
-    def release(self) -> None:
-        if self._fd is not None:
+    def _open(self) -> int:
+        try:
+            try:
+                return os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666 & ~_UMASK)
+            except FileNotFoundError:
+                if not self.create:
+                    raise
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                return os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666 & ~_UMASK)
+        except OSError as err:
+            raise OutputError(f"cannot lock {self.path.parent}: {describe_os_error(err)}") from None
+
+    def release(self, remove_empty_folder: bool = False) -> None:
+        """Let go of the folder; with ``remove_empty_folder``, first remove it if nothing but
+        the lock file is in it. That happens while the lock is still held, so a process that
+        takes the folder next can never lose it (or its lock file) to this one."""
+        if self._fd is None:
+            return
+        with contextlib.suppress(OSError):
+            os.ftruncate(self._fd, 0)
+        if remove_empty_folder:
             with contextlib.suppress(OSError):
-                os.ftruncate(self._fd, 0)
-            os.close(self._fd)  # closing drops the flock
-            self._fd = None
+                if [p.name for p in self.path.parent.iterdir()] == [LOCK]:
+                    self.path.unlink()
+                    self.path.parent.rmdir()  # fails, and keeps it, if another process wrote there since
+        os.close(self._fd)  # closing drops the flock
+        self._fd = None
 
     def __enter__(self) -> FolderLock:
         return self.acquire()
 
     def __exit__(self, *exc) -> None:
         self.release()
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    try:
+        return os.path.samestat(os.fstat(fd), os.stat(path))
+    except FileNotFoundError:
+        return False
