@@ -357,7 +357,7 @@ def cmd_validate(args, registry) -> int:
             suite = load_suite(path, registry)
             _suite_warnings(suite)
             if args.no_data:
-                found = precision.check(suite.training, device)
+                found = precision.check_suite(suite, device)
                 if found:
                     raise UserError(*[suite.where(p, m) for p, m in found])
             else:

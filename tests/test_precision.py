@@ -181,3 +181,67 @@ def test_a_precision_the_device_cannot_run_and_a_missing_compiler_are_refused():
     assert path == ("training", "compile") and "torch.compile is unavailable here" in problem
     assert precision.check(TrainingOptions(precision="bf16", compile=True), torch.device("cpu")) == []
 
+
+
+ENTRIES = """
+name: entries
+dataset: {name: mnist, subset: 512, test_subset: 128, validation: 128}
+budget: {steps: 6}
+batch_size: 64
+metrics: [bce]
+training: {precision: bf16}
+trials: 2
+runs:
+  - model: vae
+    options: {hidden_dim: 32, latent_dim: 4}
+  - model: vae
+    options: {hidden_dim: 32, latent_dim: 4}
+    training: {precision: fp32}
+  - model: ae
+    training: {precision: fp16}
+    search:
+      lr: {loguniform: [1.0e-3, 1.0e-2]}
+"""
+
+
+def test_a_run_entry_sets_its_own_training_over_the_suites(write_suite):
+    from genbench.engine.search import _trial_run
+    reg = get_registry()
+    suite = load_suite(write_suite(ENTRIES), reg)
+    inherited, own = suite.runs
+    assert own.label == "vae[hidden_dim=32,latent_dim=4,precision=fp32]"  # told apart on the leaderboard
+    assert suite.training_of(inherited).precision == "bf16" and suite.training_of(own).precision == "fp32"
+    assert suite.run_config(inherited)["training"] == {"precision": "bf16"}
+    first = "  - model: vae\n    options: {hidden_dim: 32, latent_dim: 4}\n"
+    plain = load_suite(write_suite(ENTRIES.replace("training: {precision: bf16}\n", "").replace(first, "", 1)
+                                   .replace("    training: {precision: fp32}\n", ""), "plain.yaml"), reg)
+    assert suite.run_hash(own) == plain.run_hash(plain.runs[0])  # fp32 is fp32, wherever it is written
+    search, = suite.searches
+    trial = _trial_run(suite, reg, search, 0, {"lr": 2e-3})
+    assert suite.training_of(trial) == TrainingOptions(precision="fp16")
+    assert [c.get("training") for c in suite.resolved()["runs"]] == [
+        None, {"precision": "fp32", "compile": False}, {"precision": "fp16", "compile": False}]
+    meta = torch.device("meta")  # no autocast kernels: each setting that cannot run is named where it is written
+    assert [path for path, _ in precision.check_suite(suite, meta)] == [
+        ("training", "precision"), ("runs", 2, "training", "precision")]
+
+
+def test_a_bad_run_entry_training_is_one_line_naming_the_entry(write_suite, capsys):
+    path = write_suite(ENTRIES.replace("training: {precision: fp32}", "training: {precision: fp8}"))
+    assert main(["validate", "--no-data", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "runs[1].training.precision: 'fp8' is not valid" in err and len(err.strip().splitlines()) == 1
+
+
+def test_runs_of_one_suite_train_and_record_each_its_own_precision(tmp_path, write_suite, data_root):
+    text = SUITE.format(training="") + "  - model: vae\n    options: {hidden_dim: 32, latent_dim: 4}\n" \
+                                       "    training: {precision: bf16}\n"
+    path, out = write_suite(text), tmp_path / "out"
+    assert main(["run", str(path), "--out", str(out)]) == 0
+    suite = load_suite(path, get_registry())
+    records = {r["label"]: r for r in map(json.loads, (p.read_text() for p in out.glob("runs/*/record.json")))}
+    assert {k: r["training"]["precision"] for k, r in records.items()} == {
+        "vae[hidden_dim=32,latent_dim=4]": "fp32", "vae[hidden_dim=32,latent_dim=4,precision=bf16]": "bf16"}
+    assert sorted(r["config_hash"] for r in records.values()) == sorted(map(suite.run_hash, suite.runs))
+    assert main(["run", str(out / "suite.yaml"), "--out", str(out), "--resume"]) == 0  # the written suite resumes
+    assert len(list(out.glob("runs/*/record.json"))) == 2

@@ -10,12 +10,11 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import importlib.util
-import itertools
 import json
 import math
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import yaml
 
@@ -26,37 +25,9 @@ from ..results.files import slug
 from . import yamlfile
 from .pluginmanager import Registry
 from .precision import TrainingOptions
-from .searchspace import Search, check_searches, parse_space
-from .suitefile import BudgetConfig, DatasetConfig, ReportOptions, RunEntry, SuiteFile
-
-
-@dataclasses.dataclass(frozen=True)
-class TrialSpec:
-    """What makes a run a trial of a search: scored on the validation split by one metric."""
-
-    search: str                          # the searched entry's label
-    study: str                           # the Optuna study's name
-    number: int                          # 0-based
-    metric: str
-    params: tuple[tuple[str, Any], ...]  # the drawn options
-
-    def as_dict(self) -> dict:
-        return {"search": self.search, "study": self.study, "number": self.number, "metric": self.metric,
-                "params": {k: list(v) if isinstance(v, tuple) else v for k, v in self.params}}
-
-
-@dataclasses.dataclass(frozen=True)
-class RunSpec:
-    """One training run: a configuration and a seed (and, for a trial, what it tries)."""
-
-    label: str
-    model: str
-    options: Any  # the model's frozen Options instance
-    seed: int
-    trial: Optional[TrialSpec] = None
-
-    def options_dict(self) -> dict:
-        return opt.as_dict(self.options)
+from .runentries import RunSpec, expand_runs
+from .searchspace import Search, check_searches
+from .suitefile import BudgetConfig, DatasetConfig, ReportOptions, SuiteFile
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,6 +57,20 @@ class Suite:
     search_seed: int = 1000
     warnings: tuple[str, ...] = ()  # deprecated settings that still work, for validate and run to show
     lines: Mapping[tuple, int] = dataclasses.field(default_factory=dict, repr=False, compare=False)
+
+    def training_of(self, run: RunSpec) -> TrainingOptions:
+        """The precision and compile setting ``run`` trains with."""
+        return self.training if run.training is None else run.training
+
+    def trainings(self) -> list[tuple[tuple, TrainingOptions]]:
+        """(where in the file, settings) of the suite's training: and of each entry's own."""
+        entries = [(r.where, r.training) for r in self.runs] + [(s.where, s.training) for s in self.searches]
+        out = [(("training",), self.training)]
+        for where, training in entries:
+            item = (where + ("training",), training)
+            if training is not None and item not in out:
+                out.append(item)
+        return out
 
     def describe_runs(self) -> str:
         """``18 runs (6 configurations x 3 seeds)``, with the search's trials when it has one."""
@@ -128,10 +113,10 @@ class Suite:
         configs = {}
         for run in self.runs:
             configs.setdefault(run.label, {"label": run.label, "model": run.model,
-                                           "options": run.options_dict()})
+                                           "options": run.options_dict(), **_training_entry(run.training)})
         for s in self.searches:
             configs[s.label] = {"label": s.label, "model": s.model, "options": dict(s.fixed),
-                                "search": s.written(), "search_metric": s.metric}
+                                "search": s.written(), "search_metric": s.metric, **_training_entry(s.training)}
         search = {"trials": self.trials, "sampler": self.sampler, "search_seed": self.search_seed}
         return {"name": self.name, "description": self.description, "dataset": dataset,
                 "budget": self.budget.limits(), "seeds": list(self.seeds),
@@ -146,8 +131,8 @@ class Suite:
         """Everything that determines a run's outcome; its hash keys resume."""
         config = {"dataset": self.dataset_dict(), "budget": self.budget.limits(), "batch_size": self.batch_size,
                   "model": run.model, "options": run.options_dict(), "seed": run.seed}
-        if self.training.as_config():
-            config["training"] = self.training.as_config()
+        if self.training_of(run).as_config():
+            config["training"] = self.training_of(run).as_config()
         if run.trial is not None:  # scored elsewhere and otherwise: never the same run as a final one
             config["trial"] = {"split": "validation", "metric": run.trial.metric}
         return config
@@ -157,6 +142,10 @@ class Suite:
 
     def run_id(self, run: RunSpec) -> str:
         return f"{slug(run.label)}-seed{run.seed}-{self.run_hash(run)[:8]}"
+
+
+def _training_entry(training: TrainingOptions | None) -> dict:
+    return {} if training is None else {"training": opt.as_dict(training)}
 
 
 def metric_entry(name: str, options: Any) -> str | dict:
@@ -217,9 +206,6 @@ def _format(file: str, path: tuple, message: str, lines: dict) -> str:
     return f"{file}: {where}: {message}" + (f" (line {line})" if line else "")
 
 
-MAX_RUNS = 10_000     # runs one suite may expand to (configurations x seeds)
-
-
 def _validate(data: Any, reg: Registry, errors: list, warnings: list) -> Suite | None:
     if not isinstance(data, dict):
         errors.append(((), "a suite file must be a mapping with name, dataset, budget and runs"))
@@ -253,7 +239,7 @@ def _validate(data: Any, reg: Registry, errors: list, warnings: list) -> Suite |
         if not top.runs:
             errors.append((("runs",), "list at least one run (a model to train)"))
     searched: list = []
-    runs = _expand_runs(data.get("runs"), top.seeds if top else (0,), reg, errors, searched)
+    runs = expand_runs(data.get("runs"), top.seeds if top else (0,), reg, errors, searched, training)
     searches = check_searches(top, searched, primary, dataset, reg, errors)
     if errors or top is None:
         return None
@@ -396,86 +382,3 @@ def importable(module: str) -> bool:
         return importlib.util.find_spec(module) is not None
     except (ImportError, ValueError):  # a parent package missing, or a broken one
         return False
-
-
-def _expand_runs(entries: Any, seeds: tuple[int, ...], reg: Registry, errors: list,
-                 searched: list) -> tuple[RunSpec, ...]:
-    """The fixed runs; entries with a search go to ``searched`` as (label, entry, space, where)."""
-    if not isinstance(entries, list):
-        return ()  # the missing or mistyped field is already reported by SuiteFile
-    configs: list[tuple[str, str, Any]] = []
-    total = 0
-    for i, raw in enumerate(entries):
-        entry, errs = opt.build(RunEntry, raw, ("runs", i))
-        errors.extend(errs)
-        if entry is None:
-            continue
-        if entry.model not in reg.models:
-            errors.append((("runs", i, "model"), f"unknown model '{entry.model}'"
-                           f"{did_you_mean(entry.model, reg.models)}"))
-            continue
-        Options = reg.models[entry.model].Options
-        if entry.search_metric is not None and "search" not in raw:
-            errors.append((("runs", i, "search_metric"), "this entry has no search: its options are fixed"))
-        if "search" in raw:
-            if entry.sweep:
-                errors.append((("runs", i, "sweep"), "sweep and search cannot be combined in one run entry; "
-                               "search alone (a choice covers a sweep's values)"))
-                continue
-            base, errs = opt.build(Options, entry.options, ("runs", i, "options"))
-            errors.extend(errs)
-            space = parse_space(entry.search, Options, entry.options, ("runs", i, "search"), errors)
-            searched.append((_label(entry, {}), entry, space if base is not None else (), ("runs", i)))
-            configs.append((_label(entry, {}), entry.model, None, ("runs", i)))
-            continue
-        valid_names = {f.name for f in dataclasses.fields(Options)}
-        bad_sweep = False
-        for key, values in entry.sweep.items():
-            if key not in valid_names:
-                errors.append((("runs", i, "sweep", key), f"unknown option '{key}' of model "
-                               f"'{entry.model}'{did_you_mean(str(key), valid_names)}"))
-                bad_sweep = True
-            elif not isinstance(values, list) or not values:
-                errors.append((("runs", i, "sweep", key), "expected a non-empty list of values"))
-                bad_sweep = True
-        if bad_sweep:
-            continue
-        count = math.prod(len(v) for v in entry.sweep.values()) * max(1, len(seeds))
-        if total + count > MAX_RUNS:
-            errors.append((("runs", i) + (("sweep",) if entry.sweep else ()),
-                           f"the suite expands to more than {MAX_RUNS:,} runs (configurations x "
-                           f"{len(seeds)} seeds) by this entry; split it into several suites"))
-            break
-        total += count
-        keys = list(entry.sweep)
-        for combo in itertools.product(*(entry.sweep[k] for k in keys)) if keys else [()]:
-            swept = dict(zip(keys, combo))
-            where = ("runs", i, "sweep") if swept else ("runs", i, "options")
-            options, errs = opt.build(Options, {**entry.options, **swept}, where)
-            if errs and swept:  # name the offending sweep value, not the merged options
-                errs = [(p if p[:3] != where else ("runs", i, "sweep") + p[3:], m) for p, m in errs]
-            errors.extend(errs)
-            if options is not None:
-                configs.append((_label(entry, swept), entry.model, options, ("runs", i)))
-    seen: dict[str, tuple] = {}
-    for label, _, _, where in configs:
-        if label in seen:
-            errors.append((where + ("label",), f"two runs are both labelled '{label}' "
-                           f"(also {opt.format_path(seen[label])}); give each a distinct label"))
-        seen.setdefault(label, where)
-    return tuple(RunSpec(label, model, options, seed) for label, model, options, _ in configs for seed in seeds
-                 if options is not None)
-
-
-def _label(entry: RunEntry, swept: dict) -> str:
-    shown = swept if entry.label else {**entry.options, **swept}
-    base = entry.label or entry.model
-    if not shown:
-        return base
-    return base + "[" + ",".join(f"{k}={_short(v)}" for k, v in shown.items()) + "]"
-
-
-def _short(value: Any) -> str:
-    if isinstance(value, (list, tuple)):
-        return "-".join(map(str, value))
-    return str(value)

@@ -61,7 +61,7 @@ def new_record(suite: Suite, run: RunSpec, run_id: str, data: DeviceData, device
            "budget": suite.budget.limits(), "config_hash": suite.run_hash(run),
            "metrics_requested": [run.trial.metric] if run.trial else list(suite.metrics),
            "evaluation": as_dict(suite.evaluation),
-           "metric_options": suite.metric_options_dict(), "training": as_dict(suite.training),
+           "metric_options": suite.metric_options_dict(), "training": as_dict(suite.training_of(run)),
            "device": str(device), "versions": record.versions(),
            "started": record.utc_now(), "status": "running"}
     if run.trial:
@@ -85,7 +85,7 @@ def execute_run(suite: Suite, run: RunSpec, run_id: str, registry: Registry, dat
         seed_everything(run.seed)
         model = registry.models[run.model](run.options, data.info).to(device)
         model.optimizers = model.configure_optimizers()
-        wrap = precision.prepare(model, suite.training, device)
+        wrap = precision.prepare(model, suite.training_of(run), device)
         score = None
         if suite.evaluation.curve_metrics and not trial:
             score = subset_evaluator(model, data, [registry.metrics[m] for m in suite.evaluation.curve_metrics],

@@ -84,20 +84,25 @@ def _compile(net: nn.Module) -> None:
     net._compiled_call_impl = torch.compile(call)
 
 
-def check(options: TrainingOptions, device: torch.device) -> list[tuple[tuple, str]]:
+def check(options: TrainingOptions, device: torch.device, where: tuple = ("training",)) -> list[tuple[tuple, str]]:
     """(path, problem) for settings this device or installation cannot run."""
     problems = []
     if options.precision in DTYPES:
         problem = _autocast_problem(DTYPES[options.precision], device)
         if problem:
-            problems.append((("training", "precision"), f"{options.precision} cannot run on {device}: {problem}; "
+            problems.append((where + ("precision",), f"{options.precision} cannot run on {device}: {problem}; "
                              f"use fp32" + (" or bf16" if options.precision == "fp16" else "")))
     if options.compile:
         problem = _compile_problem(device)
         if problem:
-            problems.append((("training", "compile"), f"torch.compile is unavailable here: {problem}; "
+            problems.append((where + ("compile",), f"torch.compile is unavailable here: {problem}; "
                              "set compile: false"))
     return problems
+
+
+def check_suite(suite, device: torch.device) -> list[tuple[tuple, str]]:
+    """:func:`check` of the suite's ``training:`` and of each run entry's own."""
+    return [problem for where, options in suite.trainings() for problem in check(options, device, where)]
 
 
 def _autocast_problem(dtype: torch.dtype, device: torch.device) -> str | None:

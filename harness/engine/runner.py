@@ -130,7 +130,7 @@ def load_data(suite: Suite, registry: Registry, device: torch.device, download: 
     """The suite's data on the device, after checking its metrics (or ``metrics``) can use it."""
     data = load_run_data(suite, registry, device, download)
     names = suite.metrics if metrics is None else metrics
-    too_small = speed.check_flop_budget(suite, registry, data) + precision.check(suite.training, device)
+    too_small = speed.check_flop_budget(suite, registry, data) + precision.check_suite(suite, device)
     if too_small:
         raise UserError(*[suite.where(path, message) for path, message in too_small])
     problems, warnings = check_metrics([registry.metrics[m] for m in names], suite.metric_options,

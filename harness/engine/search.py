@@ -25,10 +25,11 @@ from ..api import options as opt
 from ..errors import UserError
 from ..results import files
 from ..results.tuning import best_trial, trial_value
-from .config import RunSpec, Suite, TrialSpec
+from .config import Suite
 from .driver import Driver
 from .evaluate import derive_seed
 from .pluginmanager import Registry
+from .runentries import RunSpec, TrialSpec
 from .searchspace import Search
 
 STUDY_LOG = ("search", "study.log")
@@ -106,7 +107,8 @@ def final_runs(suite: Suite, registry: Registry, outcomes: list[Outcome]) -> lis
         if o.best is None:
             continue
         options = _options(registry, o.search, o.best["trial"]["params"], o.best["run_id"])
-        runs += [RunSpec(o.search.label, o.search.model, options, seed) for seed in suite.seeds]
+        runs += [RunSpec(o.search.label, o.search.model, options, seed, training=o.search.training,
+                         where=o.search.where) for seed in suite.seeds]
     return runs
 
 
@@ -183,4 +185,5 @@ def _trial_run(suite: Suite, registry: Registry, search: Search, number: int, pa
     options = _options(registry, search, params, f"trial {number} of '{search.label}'")
     trial = TrialSpec(search.label, search.study_name, number, search.metric,
                       tuple((k, params[k]) for k in sorted(params)))
-    return RunSpec(f"{search.label} trial {number}", search.model, options, suite.search_seed + number, trial)
+    return RunSpec(f"{search.label} trial {number}", search.model, options, suite.search_seed + number, trial,
+                   search.training, search.where)

@@ -82,6 +82,7 @@ class Search:
     metric: str                          # scored on the validation split
     higher_is_better: bool
     where: tuple = ()                    # ("runs", i), for messages
+    training: Any = None                 # the entry's TrainingOptions, over the suite's; None: the suite's
 
     @property
     def study_name(self) -> str:
@@ -212,7 +213,7 @@ def check_searches(top, searched: list, primary: str | None, dataset, reg, error
         errors.append((("dataset", "eval_split"), "with a search, trials are scored on the validation split "
                        "and the final runs on the test split: remove eval_split: validation"))
     out = []
-    for label, entry, space, where in searched:
+    for label, entry, space, where, training in searched:
         if not space:
             continue  # its problems are reported already
         metric = entry.search_metric or top.search_metric or primary
@@ -230,5 +231,5 @@ def check_searches(top, searched: list, primary: str | None, dataset, reg, error
                            f"set search_metric to one that can" + (f": {', '.join(fits)}" if fits else "")))
             continue
         out.append(Search(label, entry.model, tuple(entry.options.items()), space, metric,
-                          reg.metrics[metric].higher_is_better, where))
+                          reg.metrics[metric].higher_is_better, where, training))
     return tuple(out)

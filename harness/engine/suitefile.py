@@ -59,6 +59,8 @@ class RunEntry:
                           "or {choice: [...]}); tuned with the suite's trials on the validation split")
     search_metric: Optional[str] = option(None, "the metric this entry's trials are scored by "
                                           "(default: the suite's search_metric)")
+    training: dict = option(default_factory=dict, help="this entry's training settings (precision, compile), "
+                            "over the suite's training:")
 
 
 @dataclasses.dataclass(frozen=True)
