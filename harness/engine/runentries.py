@@ -53,7 +53,7 @@ class RunSpec:
 
 
 def expand_runs(entries: Any, seeds: tuple[int, ...], reg: Registry, errors: list,
-                 searched: list, suite_training: TrainingOptions | None) -> tuple[RunSpec, ...]:
+                searched: list, suite_training: TrainingOptions | None) -> tuple[RunSpec, ...]:
     """The fixed runs; entries with a search go to ``searched`` as (label, entry, space, where, training)."""
     if not isinstance(entries, list):
         return ()  # the missing or mistyped field is already reported by SuiteFile
@@ -64,7 +64,7 @@ def expand_runs(entries: Any, seeds: tuple[int, ...], reg: Registry, errors: lis
         errors.extend(errs)
         if entry is None:
             continue
-        training = entry_training(entry, suite_training, ("runs", i, "training"), errors)
+        training = _entry_training(entry, suite_training, ("runs", i, "training"), errors)
         if entry.model not in reg.models:
             errors.append((("runs", i, "model"), f"unknown model '{entry.model}'"
                            f"{did_you_mean(entry.model, reg.models)}"))
@@ -80,8 +80,8 @@ def expand_runs(entries: Any, seeds: tuple[int, ...], reg: Registry, errors: lis
             base, errs = opt.build(Options, entry.options, ("runs", i, "options"))
             errors.extend(errs)
             space = parse_space(entry.search, Options, entry.options, ("runs", i, "search"), errors)
-            searched.append((label_of(entry, {}), entry, space if base is not None else (), ("runs", i), training))
-            configs.append((label_of(entry, {}), entry.model, None, ("runs", i), training))
+            searched.append((_label(entry, {}), entry, space if base is not None else (), ("runs", i), training))
+            configs.append((_label(entry, {}), entry.model, None, ("runs", i), training))
             continue
         valid_names = {f.name for f in dataclasses.fields(Options)}
         bad_sweep = False
@@ -111,7 +111,7 @@ def expand_runs(entries: Any, seeds: tuple[int, ...], reg: Registry, errors: lis
                 errs = [(p if p[:3] != where else ("runs", i, "sweep") + p[3:], m) for p, m in errs]
             errors.extend(errs)
             if options is not None:
-                configs.append((label_of(entry, swept), entry.model, options, ("runs", i), training))
+                configs.append((_label(entry, swept), entry.model, options, ("runs", i), training))
     seen: dict[str, tuple] = {}
     for label, _, _, where, _ in configs:
         if label in seen:
@@ -122,7 +122,7 @@ def expand_runs(entries: Any, seeds: tuple[int, ...], reg: Registry, errors: lis
                  for label, model, options, where, training in configs for seed in seeds if options is not None)
 
 
-def entry_training(entry: RunEntry, suite_training: TrainingOptions | None, where: tuple,
+def _entry_training(entry: RunEntry, suite_training: TrainingOptions | None, where: tuple,
                     errors: list) -> TrainingOptions | None:
     """An entry's own ``training:`` over the suite's (None where it has none)."""
     if not entry.training or suite_training is None:
@@ -132,7 +132,7 @@ def entry_training(entry: RunEntry, suite_training: TrainingOptions | None, wher
     return training
 
 
-def label_of(entry: RunEntry, swept: dict) -> str:
+def _label(entry: RunEntry, swept: dict) -> str:
     shown = swept if entry.label else {**entry.options, **entry.training, **swept}
     base = entry.label or entry.model
     if not shown:
