@@ -131,8 +131,9 @@ class Suite:
         """Everything that determines a run's outcome; its hash keys resume."""
         config = {"dataset": self.dataset_dict(), "budget": self.budget.limits(), "batch_size": self.batch_size,
                   "model": run.model, "options": run.options_dict(), "seed": run.seed}
-        if self.training_of(run).as_config():
-            config["training"] = self.training_of(run).as_config()
+        training = self.training_of(run).as_config()
+        if training:
+            config["training"] = training
         if run.trial is not None:  # scored elsewhere and otherwise: never the same run as a final one
             config["trial"] = {"split": "validation", "metric": run.trial.metric}
         return config

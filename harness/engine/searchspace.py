@@ -21,10 +21,11 @@ import importlib.util
 import json
 import math
 import typing
-from typing import Any
+from typing import Any, Optional
 
 from ..api import options as opt
 from ..errors import did_you_mean, shown
+from .precision import TrainingOptions
 
 KINDS = ("loguniform", "uniform", "int", "choice")
 SAMPLERS = ("random", "tpe")
@@ -82,7 +83,7 @@ class Search:
     metric: str                          # scored on the validation split
     higher_is_better: bool
     where: tuple = ()                    # ("runs", i), for messages
-    training: Any = None                 # the entry's TrainingOptions, over the suite's; None: the suite's
+    training: Optional[TrainingOptions] = None  # the entry's own, over the suite's; None: the suite's
 
     @property
     def study_name(self) -> str:

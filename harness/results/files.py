@@ -202,13 +202,9 @@ class FolderLock:
 
     def _open(self) -> int:
         try:
-            try:
-                return os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666 & ~_UMASK)
-            except FileNotFoundError:
-                if not self.create:
-                    raise
+            if self.create:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
-                return os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666 & ~_UMASK)
+            return os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666 & ~_UMASK)
         except OSError as err:
             raise OutputError(f"cannot lock {self.path.parent}: {describe_os_error(err)}") from None
 
