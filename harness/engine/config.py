@@ -22,7 +22,7 @@ from ..api import options as opt
 from ..api.metric import EvalOptions
 from ..errors import ConfigErrors, did_you_mean, shown
 from ..results.files import slug
-from . import yamlfile
+from ..results import yamlfile
 from .pluginmanager import Registry
 from .precision import TrainingOptions
 from .runentries import RunSpec, expand_runs

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from pathlib import Path
 
@@ -16,7 +15,7 @@ from .. import messages
 from ..api import extractor
 from ..errors import UserError, shown
 from ..render import leaderboard, report
-from ..results import files, record, store
+from ..results import files, readback, record, store
 from . import parallel, precision, search, speed
 from .config import Suite, load_suite
 from .data import DeviceData
@@ -62,12 +61,10 @@ def check_out_dir(suite: Suite, out: Path, resume: bool, device: torch.device,
             raise UserError(f"{out} holds run records but no suite.yaml, so its settings are unknown; "
                             f"choose another --out")
         return new
-    try:
-        old = yaml.safe_load(saved.read_text(encoding="utf-8"))
-    except (OSError, ValueError, yaml.YAMLError):
-        old = None
-    if not isinstance(old, dict):
-        raise UserError(f"{saved}: cannot be read, so the folder's settings are unknown; choose another --out")
+    problems: list[str] = []
+    old = readback.suite(out, problems)
+    if problems or not old:
+        raise UserError(f"{(problems or [str(saved)])[0]}: so the folder's settings are unknown; choose another --out")
     if not resume:
         if records:
             raise UserError(f"{out} already holds results of suite '{old.get('name')}'; pass --resume "
@@ -87,7 +84,7 @@ def check_out_dir(suite: Suite, out: Path, resume: bool, device: torch.device,
                 if isinstance(r, dict) and r.get("search")}
     differ += [f"the search of '{r['label']}' (its space, fixed options or metric)" for r in new["runs"]
                if r["label"] in searched and searched[r["label"]] != (r.get("search"), r.get("search_metric"))]
-    env = _read_env(out)
+    env = readback.env(out, [])  # a field that fails its check is left out, as in a report
     old_versions = env.get("versions") or {}
     now = record.versions()
     differ += [f"{dist} {old_versions[dist]} there, {now.get(dist)} here" for dist in RESUME_VERSIONS
@@ -116,13 +113,6 @@ def _differences(key: str, old, new):
     elif old != new:
         yield key, old, new
 
-
-def _read_env(out: Path) -> dict:
-    try:
-        env = json.loads((out / "env.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return env if isinstance(env, dict) else {}
 
 
 def load_data(suite: Suite, registry: Registry, device: torch.device, download: bool = True,

@@ -13,6 +13,7 @@ import re
 
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 from tabulate import tabulate
 
 from ..results import stats
@@ -335,11 +336,12 @@ def rich_table(board: Board, width: int = 100) -> Table:
         caption += f" {len(board.metrics) - len(shown)} more metrics in leaderboard.md."
     if chosen:
         caption += " Chosen by the search: " + "; ".join(f"{label}: {c}" for label, c in chosen) + "."
-    table = Table(title=escape(board.title), title_justify="left", caption=caption, caption_justify="left")
+    # Text, never markup: units and chosen options come from the records
+    table = Table(title=Text(board.title), title_justify="left", caption=Text(caption), caption_justify="left")
     # the labels fold, never vanish, when the terminal is narrower than the table
     label_width = min(20, max((len(r.label) for r in board.rows), default=13))
     for h in headers:
-        table.add_column(h, justify="left" if h == "configuration" else "right",
+        table.add_column(Text(h), justify="left" if h == "configuration" else "right",
                          no_wrap=h != "configuration", overflow="fold",
                          min_width=label_width if h == "configuration" else None)
     for row in rows:  # escape user text, then turn the bold placeholders into markup

@@ -17,27 +17,19 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from . import files, schema
+from . import files, readback, schema
 from .files import write_bytes, write_json, write_text  # noqa: F401  (the writers live in files)
 
 RECORD = "record.json"
-MAX_RECORD_BYTES = 64 * 2**20  # a record with a long history is well under 1 MB
+MAX_RECORD_BYTES = readback.MAX_BYTES
 
 
 def load_record(path: Path) -> tuple[dict | None, str | None]:
     """(record, None), or (None, a one-line problem naming the file)."""
     try:
-        if path.stat().st_size > MAX_RECORD_BYTES:
-            return None, f"{path}: larger than {MAX_RECORD_BYTES // 2**20} MB; skipped"
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as err:
-        return None, f"{path}: cannot be read ({err.strerror or type(err).__name__}); skipped"
-    except UnicodeDecodeError:
-        return None, f"{path}: not UTF-8 text; skipped"
-    except RecursionError:
-        return None, f"{path}: nested too deeply to be a run record; skipped"
-    except json.JSONDecodeError as err:
-        return None, f"{path}: not valid JSON ({err.msg} at line {err.lineno}; truncated?); skipped"
+        data = readback.read(path, readback.parse_json, MAX_RECORD_BYTES)
+    except readback.BadFile as err:
+        return None, f"{path}: {err}; skipped"
     problem = schema.check(data)
     if problem:
         return None, f"{path}: not a run record: {problem}; skipped"

@@ -41,7 +41,10 @@ def _text(limit: int = 1_000_000):
 
 _plain = lambda v: v is None or isinstance(v, (str, bool, int, float))  # noqa: E731
 _entry = _mapping_of(lambda x: x is None or _number(x))  # one point of a history
-_meta = _mapping_of(lambda x: _plain(x) or _list_of(lambda s: isinstance(s, str))(x))
+_META = {"unit": lambda v: v is None or _text(200)(v), "higher_is_better": lambda v: v is None or isinstance(v, bool),
+         "requires": lambda v: _list_of(_text(64))(v), "description": lambda v: v is None or _text(10_000)(v)}
+_meta = lambda v: (_mapping_of(lambda x: _plain(x) or _list_of(lambda s: isinstance(s, str))(x))(v)  # noqa: E731
+                   and all(check(v[k]) for k, check in _META.items() if k in v))
 _mapping = lambda v: isinstance(v, dict)  # noqa: E731
 _metrics = lambda v: _mapping_of(lambda x: x is None or _number(x))(v) and all(_METRIC_NAME.fullmatch(k) for k in v)  # noqa: E731
 
@@ -158,3 +161,44 @@ def upgrade(data: dict) -> dict:
         data = {"schema_version": SCHEMA_VERSION, **data}
         data["schema_version"] = SCHEMA_VERSION
     return data
+
+
+# The other files of a results folder (see ``readback``): every field optional, each
+# checked for what the report and compare read of it; a field that fails is left out.
+_int = lambda v: isinstance(v, int) and not isinstance(v, bool)  # noqa: E731
+_named = lambda v: isinstance(v, str) or (isinstance(v, dict) and isinstance(v.get("name"), str))  # noqa: E731
+_string_keys = lambda v: isinstance(v, dict) and all(isinstance(k, str) for k in v)  # noqa: E731
+
+SUITE_FIELDS: dict[str, Field] = {
+    "name": Field(False, _text(200), "a string", "the suite's name"),
+    "description": Field(False, _opt(_text(100_000)), "a string", "what the suite compares"),
+    "dataset": Field(False, lambda v: _string_keys(v) and _opt(_text(200))(v.get("name"))
+                     and _opt(_text(40))(v.get("eval_split")), "a mapping with a name", "the data set settings"),
+    "budget": Field(False, _entry, "a mapping of numbers", "the training budget per run"),
+    "seeds": Field(False, _list_of(_int), "a list of integers", "the seeds"),
+    "batch_size": Field(False, _opt(_int), "an integer", "training batch size"),
+    "metrics": Field(False, _list_of(_named), "a list of metric names", "the metrics, with their options"),
+    "primary_metric": Field(False, _opt(_text(64)), "a metric name", "the leaderboard's sort key"),
+    "evaluation": Field(False, _string_keys, "a mapping", "the shared evaluation settings"),
+    "training": Field(False, _string_keys, "a mapping", "precision and compile"),
+    "report": Field(False, lambda v: _mapping_of(_plain)(v) and v.get("latent_projection", "pca") in ("pca", "tsne"),
+                    "a mapping with latent_projection pca or tsne", "figure settings"),
+    "loggers": Field(False, _list_of(_string_keys), "a list of mappings", "the trackers"),
+    "trials": Field(False, lambda v: _int(v) and v >= 0, "a count", "trials per searched entry"),
+    "sampler": Field(False, _text(40), "a string", "random or tpe"),
+    "search_seed": Field(False, _int, "an integer", "the search's seed"),
+    "runs": Field(False, _list_of(lambda r: _string_keys(r) and _text(1000)(r.get("label"))),
+                  "a list of mappings with a label", "the configurations, in the suite's order"),
+}
+
+ENV_FIELDS: dict[str, Field] = {
+    "versions": Field(False, _mapping_of(lambda v: v is None or _text(200)(v)), "a mapping of version strings",
+                      "python and package versions"),
+    "device": Field(False, _text(200), "a string", "cpu, cuda or cuda:N"),
+    "device_name": Field(False, _text(1000), "a string", "the device's name"),
+    "torch_threads": Field(False, _int, "an integer", "torch's thread count"),
+    "platform": Field(False, _text(1000), "a string", "the operating system"),
+    "plugins": Field(False, _list_of(_mapping_of(_plain)), "a list of mappings", "the plugins loaded"),
+    "plugin_warnings": Field(False, _list_of(_text(10_000)), "a list of strings", "plugins left out, and why"),
+    "matmul_flops_per_second": Field(False, _opt(_number), "a number", "the device's measured matmul peak"),
+}

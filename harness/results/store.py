@@ -7,15 +7,12 @@ without pickle, and run folders are found only through paths checked to stay ins
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
-
-import yaml
 
 from ..engine import snapshot
 from ..errors import UserError
 from ..render import leaderboard, tuning
-from . import files, record, schema
+from . import files, readback, record, schema
 
 
 @dataclasses.dataclass
@@ -84,25 +81,4 @@ def load(out: Path) -> Results:
     if not records:
         raise UserError(*warnings, f"{out}: no run records found (expected {out}/runs/*/{record.RECORD}); "
                         f"is this a folder written by `genbench run`?")
-    suite = _read(out / "suite.yaml", yaml.safe_load, warnings)
-    env = _read(out / "env.json", json.loads, warnings)
-    return Results(out, suite, env, records, warnings)
-
-
-def _read(path: Path, parse, warnings: list[str]) -> dict:
-    """A mapping from a file of the folder; {} (and a warning) if it is missing or broken."""
-    if not path.is_file():
-        return {}
-    try:
-        if path.stat().st_size > record.MAX_RECORD_BYTES:
-            raise ValueError("too large")
-        data = parse(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError, RecursionError, yaml.YAMLError) as err:
-        warnings.append(f"{path}: cannot be read ({type(err).__name__}); reporting without it")
-        return {}
-    if not isinstance(data, dict):
-        warnings.append(f"{path}: expected a mapping; reporting without it")
-        return {}
-    return data
-
-
+    return Results(out, readback.suite(out, warnings), readback.env(out, warnings), records, warnings)
