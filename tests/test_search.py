@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 import shutil
 
 import pandas as pd
@@ -164,7 +165,83 @@ def test_an_unreadable_study_is_one_line(probe_metric, write_suite, tmp_path, ca
     capsys.readouterr()
     assert main(["run", str(path), "--out", str(out), "--resume"]) != 0
     err = capsys.readouterr().err
-    assert "study.log: the search's Optuna study cannot be read" in err and "Traceback" not in err
+    assert "study.log: line 1 of 1 is damaged (not valid JSON" in err and "Traceback" not in err
+
+
+@pytest.fixture
+def searched(probe_metric, write_suite, tmp_path):
+    """A finished search of 2 trials per entry: (suite path, its folder, a pristine copy)."""
+    path = write_suite(SUITE.format(sampler="random").replace("trials: 4", "trials: 2"))
+    out = tmp_path / "out"
+    assert main(["run", str(path), "--out", str(out)]) == 0
+    shutil.copytree(out, tmp_path / "pristine")
+    return path, out, tmp_path / "pristine"
+
+
+def _cut_last_entry(data: bytes) -> bytes:
+    """What a kill while writing the last entry leaves: half of its line, no newline."""
+    lines = data.split(b"\n")
+    return b"\n".join(lines[:-2]) + b"\n" + lines[-2][:30]
+
+
+@pytest.mark.parametrize("tear", [lambda d: d + b'{"op_code":4,"worker_id":"x","stu', _cut_last_entry,
+                                  lambda d: d + b"\xff\xfe"])
+def test_a_torn_last_journal_line_is_ignored_with_a_warning(searched, capsys, tear):
+    path, out, pristine = searched
+    journal = out / "search" / "study.log"
+    journal.write_bytes(tear(journal.read_bytes()))
+    capsys.readouterr()
+    assert main(["run", str(path), "--out", str(out), "--resume"]) == 0
+    captured = capsys.readouterr()
+    assert "study.log: its last line was torn (a search stopped mid-write); it is ignored" in captured.out
+    assert _signature(out) == _signature(pristine)  # the same trials, the same scores
+    assert journal.read_bytes().endswith(b"\n")
+    assert main(["run", str(path), "--out", str(out), "--resume"]) == 0  # and it stays readable
+
+
+def _on_choice_lines(change):
+    """Apply ``change`` to the journal lines that set a categorical option (vae's latent_dim)."""
+    def damage(data: bytes) -> bytes:
+        return b"\n".join(change(line) if b"CategoricalDistribution" in line else line for line in data.split(b"\n"))
+    return damage
+
+
+@pytest.mark.parametrize("damage, problem", [
+    (lambda d: d.replace(b"\n", b"\n{broken\n", 1), r"line 2 of \d+ is damaged \(not valid JSON"),
+    (lambda d: d.replace(b'"op_code"', b'"op_code":' + b"9" * 5000 + b', "x"', 1), "5,000 digits"),
+    (lambda d: b"\x00\xff\n" + d, r"line 1 of \d+ is damaged"),
+    (_on_choice_lines(lambda line: re.sub(rb'"param_value_internal":\d+', b'"param_value_internal":7', line)),
+     "study cannot be read"),
+    (_on_choice_lines(lambda line: line.replace(b"[2, 4]", b"[2, 6]").replace(b'"param_value_internal":0',
+                                                                             b'"param_value_internal":1')),
+     "latent_dim=6 is not one of the search's choices"),
+])
+def test_a_damaged_journal_is_one_line(searched, capsys, damage, problem):
+    path, out, _ = searched
+    journal = out / "search" / "study.log"
+    journal.write_bytes(damage(journal.read_bytes()))
+    capsys.readouterr()
+    assert main(["run", str(path), "--out", str(out), "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert re.search(problem, err) and "move it away and --resume" in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("stale", ["symlink", "file"])
+def test_a_stale_journal_lock_does_not_hold_the_search_up(searched, capsys, stale):
+    import signal
+
+    path, out, pristine = searched
+    for n in (2, 3):  # more trials: the study is written to again
+        lock = out / "search" / "study.log.lock"
+        lock.symlink_to("/nonexistent") if stale == "symlink" else lock.write_text("held")
+        signal.signal(signal.SIGALRM, lambda *_: pytest.fail("the resumed search waited on the stale lock"))
+        signal.alarm(25)  # a hang guard: Optuna's own lock waits 30 s before it breaks a stale one
+        try:
+            assert main(["run", str(path).replace("tune", "tune"), "--out", str(out), "--resume"]) == 0
+        finally:
+            signal.alarm(0)
+        assert not lock.exists() and not lock.is_symlink()
 
 
 BASE = """

@@ -21,6 +21,7 @@ from typing import Any
 
 from rich.markup import escape
 
+from .. import messages
 from ..api import options as opt
 from ..errors import UserError
 from ..results import files
@@ -60,8 +61,9 @@ def run_searches(suite: Suite, registry: Registry, drive: Driver, out) -> tuple[
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    studies = {s.label: _study(suite, s, out) for s in suite.searches}
     console = drive.console
+    studies = {s.label: _study(suite, s, out, lambda w: console.print(messages.warning(w), soft_wrap=True))
+               for s in suite.searches}
     console.print(f"[bold]search[/]: {len(suite.searches)} run entries x {suite.trials} trials "
                   f"({suite.sampler} sampler), scored on the validation split "
                   f"({len(drive.data.validation)} images)")
@@ -122,23 +124,63 @@ def annotator(outcomes: list[Outcome], suite: Suite):
     return annotate
 
 
-def _study(suite: Suite, search: Search, out):
+def _study(suite: Suite, search: Search, out, warn=None):
     import optuna
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend
 
     path = files.inside(out, *STUDY_LOG)  # checked: a link inside a folder we were sent is refused
     path.parent.mkdir(parents=True, exist_ok=True)
+    _mend_journal(path, warn)
     try:
         # The file backend's journal is JSON; only Redis backends keep pickled snapshots.
-        storage = JournalStorage(JournalFileBackend(str(path)))
+        storage = JournalStorage(JournalFileBackend(str(path), lock_obj=_FolderLocked()))
         direction = "maximize" if search.higher_is_better else "minimize"
-        return optuna.create_study(study_name=search.study_name, storage=storage, direction=direction,
-                                   load_if_exists=True)
-    except Exception as err:  # a truncated or edited journal
-        raise UserError(f"{path}: the search's Optuna study cannot be read ({type(err).__name__}: {err}); move "
-                        f"it away and --resume: finished trials are reused, and the same trials are drawn "
-                        f"again") from None
+        study = optuna.create_study(study_name=search.study_name, storage=storage, direction=direction,
+                                    load_if_exists=True)
+        study.get_trials(deepcopy=False)  # replays the journal here, where its errors are one line
+        return study
+    except Exception as err:  # a journal edited into something Optuna cannot replay
+        raise UserError(f"{path}: the search's Optuna study cannot be read ({type(err).__name__}: {err}); "
+                        f"{MOVE_AWAY}") from None
+
+
+MOVE_AWAY = "move it away and --resume: finished trials are reused, and the same trials are drawn again"
+
+
+class _FolderLocked:
+    """Optuna's journal lock, as none: genbench holds the results folder's lock (one writer),
+    and a lock file that a killed search left behind would make the next one wait for nothing."""
+
+    def acquire(self) -> bool:
+        return True
+
+    def release(self) -> None:
+        pass
+
+
+def _mend_journal(path, warn) -> None:
+    """A torn last line (a search killed mid-write) is cut off with a warning; Optuna would
+    append the next entry to it and corrupt the journal. Damage before it is one error line."""
+    from ..results import readback
+
+    stale = path.with_name(path.name + ".lock")  # left by a search killed under Optuna's own lock
+    if stale.is_symlink() or stale.exists():
+        stale.unlink()
+    if not path.is_file():
+        return
+    data = path.read_bytes()
+    lines = data.split(b"\n")
+    for number, line in enumerate(lines[:-1], 1):
+        try:
+            readback.parse_json(line.decode("utf-8"))
+        except (UnicodeDecodeError, readback.BadFile) as err:
+            raise UserError(f"{path}: line {number} of {len(lines) - 1} is damaged ({err}); {MOVE_AWAY}") from None
+    if lines[-1]:
+        files.write_bytes(path, data[:len(data) - len(lines[-1])])
+        if warn is not None:
+            warn(f"{path}: its last line was torn (a search stopped mid-write); it is ignored and that trial "
+                 f"is asked again")
 
 
 def _sampler(suite: Suite, search: Search, number: int):
@@ -161,11 +203,15 @@ def _params(suite: Suite, search: Search, study, number: int) -> dict[str, Any]:
     trials = study.get_trials(deepcopy=False)
     by_name = {p.name: p for p in search.space}
     if number < len(trials):
-        drawn = trials[number].params
-        if set(drawn) != set(by_name):
-            raise UserError(f"{'/'.join(STUDY_LOG)}: trial {number} of '{search.label}' has other options than "
-                            f"the search; move the file away and --resume")
-    elif number == len(trials):
+        try:
+            drawn = trials[number].params
+            if set(drawn) == set(by_name):
+                return {name: by_name[name].value(value) for name, value in drawn.items()}
+            problem = "other options than the search"
+        except Exception as err:  # an index or value the journal holds that this search cannot have drawn
+            problem = str(err)
+        raise UserError(f"{'/'.join(STUDY_LOG)}: trial {number} of '{search.label}': {problem}; {MOVE_AWAY}")
+    if number == len(trials):
         study.sampler = _sampler(suite, search, number)
         drawn = study.ask({p.name: p.distribution() for p in search.space}).params
     else:

@@ -56,7 +56,12 @@ class Param:
     def value(self, drawn: Any) -> Any:
         """The option value for what Optuna drew."""
         if self.kind == "choice":
-            return next(c for c in self.choices if _encode(c) == drawn)
+            for c in self.choices:
+                if _encode(c) == drawn:
+                    return c
+            raise ValueError(f"{self.name}={drawn!r} is not one of the search's choices")
+        if not isinstance(drawn, (int, float)) or isinstance(drawn, bool) or not self.low <= drawn <= self.high:
+            raise ValueError(f"{self.name}={drawn!r} is outside the search's range [{self.low}, {self.high}]")
         return int(drawn) if self.kind == "int" else float(drawn)
 
     def written(self) -> dict:
