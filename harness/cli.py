@@ -253,21 +253,39 @@ def cmd_report(args, registry) -> int:
     return 0
 
 
-def cmd_rescore(args, registry) -> int:
-    import yaml
+MAX_SET_CHARS, MAX_SET_DEPTH = 10_000, 8  # an option value is a number, a word or a short list
 
+
+def parse_set(item: str) -> tuple[str, object]:
+    """``NAME=VALUE`` with VALUE read as YAML, bounded in size and nesting; one line if not."""
+    from .results import readback
+
+    name, sep, value = item.partition("=")
+    shown = item if len(item) <= 60 else item[:57] + "..."
+    if not sep or not name.strip():
+        raise UserError(f"--set {shown!r}: write NAME=VALUE, e.g. --set sample_steps=50")
+    if len(value) > MAX_SET_CHARS:
+        raise UserError(f"--set {name.strip()}: the value has {len(value):,} characters; at most {MAX_SET_CHARS:,}")
+    try:
+        parsed = readback.parse_yaml(value)
+    except readback.BadFile as err:
+        raise UserError(f"--set {shown!r}: the value is {err}") from None
+    if _depth(parsed) > MAX_SET_DEPTH:
+        raise UserError(f"--set {name.strip()}: the value is nested more than {MAX_SET_DEPTH} levels deep")
+    return name.strip(), parsed
+
+
+def _depth(value) -> int:
+    if isinstance(value, dict):
+        value = list(value.values())
+    return 1 + max(map(_depth, value), default=0) if isinstance(value, list) else 0
+
+
+def cmd_rescore(args, registry) -> int:
     from .engine.rescore import rescore
 
     metrics = [m.strip() for m in args.metrics.split(",") if m.strip()] if args.metrics else None
-    overrides = {}
-    for item in args.overrides:
-        name, sep, value = item.partition("=")
-        if not sep or not name.strip():
-            raise UserError(f"--set {item!r}: write NAME=VALUE, e.g. --set sample_steps=50")
-        try:
-            overrides[name.strip()] = yaml.safe_load(value)
-        except yaml.YAMLError:
-            raise UserError(f"--set {item!r}: the value is not valid YAML") from None
+    overrides = dict(parse_set(item) for item in args.overrides)
     return rescore(Path(args.dir), registry, metrics, args.suite, args.device, overrides=overrides)
 
 

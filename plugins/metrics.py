@@ -165,6 +165,7 @@ def iw_log_likelihood(ctx, options: IWOptions):
     k = options.samples
     n = len(ctx.images) if options.images is None else min(options.images, len(ctx.images))
     mean, logvar = (t[:n] for t in ctx.posterior)
+    images = ctx.images[:n]  # every slice below must stop at n, not at the evaluation set's end
     y = ctx.labels[:n] if ctx.conditional else None
     gen = torch.Generator(device=mean.device).manual_seed(0)
     log_w = torch.empty(k, n, dtype=torch.float64, device=mean.device)
@@ -173,7 +174,7 @@ def iw_log_likelihood(ctx, options: IWOptions):
         eps = torch.randn(mean.shape, generator=gen, device=mean.device)
         for i in range(0, n, b):
             z, log_prior, log_q = gaussian_latent_draw(mean[i:i + b], logvar[i:i + b], eps[i:i + b])
-            log_px = _log_px_given_z(ctx, z, ctx.images[i:i + b], None if y is None else y[i:i + b])
+            log_px = _log_px_given_z(ctx, z, images[i:i + b], None if y is None else y[i:i + b])
             log_w[j, i:i + b] = log_px + log_prior - log_q
     return float(importance_weighted(log_w).mean()), {"images": n, "samples": k, "elbo_same_images": float(log_w.mean())}
 

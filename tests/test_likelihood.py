@@ -340,3 +340,21 @@ def test_suite_marks_bounds_records_sampling_cost_and_rescores_with_other_sampli
     assert "a training option of model 'ddpm'" in capsys.readouterr().err
     assert main(["rescore", str(out), "--set", "no_such=1"]) == 2
     assert "no rescored run's model has an option 'no_such'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("batch", [8, 20, 64])
+def test_iw_ll_takes_any_image_count_with_any_batch_size(registry, batch):
+    """Counts below, equal to, a multiple of and not a multiple of the batch, and all the
+    images: each the same number as one batch of everything gives (issue 26, item 3b)."""
+    from genbench.api import EvalContext
+
+    data = tiny_data((1, 28, 28), 10)  # 64 evaluation images
+    model = build(registry, "vae", decoder="logistic").eval()
+    metric = registry.metrics["iw_ll"]
+    for images in (5, batch - 1, batch, batch + 3, 2 * batch, 64, 100, None):
+        opts = metric.Options(samples=3, images=images)
+        with torch.no_grad():
+            value, details = metric.score(EvalContext(model, data, batch_size=batch), opts)
+            whole, _ = metric.score(EvalContext(model, data, batch_size=4096), opts)
+        assert details["images"] == min(images or 64, 64)
+        assert value == pytest.approx(whole, rel=1e-6), (images, batch)

@@ -276,3 +276,49 @@ def test_a_search_on_two_workers_draws_and_scores_the_serial_search_trials(tmp_p
         assert b[run_id]["metrics"] == rec["metrics"] and b[run_id].get("trial") == rec.get("trial")
         assert b[run_id]["parallel"]["workers"] == 2
     assert (tmp_path / "serial" / "tuning.csv").read_text() == (tmp_path / "parallel" / "tuning.csv").read_text()
+
+
+WORKER_FAILS = '''
+import multiprocessing
+
+import torch
+
+import genbench
+
+
+class Shard(genbench.Dataset):
+    """Loads in the driver; every worker process fails to read it, as on a node without the mount."""
+    name = "shard"
+    description = "fails in worker processes"
+    image_shape = (1, 28, 28)
+    class_names = ("a", "b")
+
+    def load(self, split, root, download):
+        if multiprocessing.current_process().name.startswith("genbench-worker"):
+            raise OSError("cannot open /data/shard-7: permission denied")
+        g = torch.Generator().manual_seed(0)
+        return genbench.ImageSet(torch.randint(0, 255, (256, 1, 28, 28), generator=g, dtype=torch.uint8),
+                                 torch.arange(256) % 2)
+
+
+@genbench.hookimpl
+def register_datasets(register):
+    register(Shard)
+'''
+
+
+def test_workers_that_all_die_at_start_are_one_line_with_the_first_ones_reason(tmp_path, write_suite):
+    site = tmp_path / "site"
+    (site / "shard_plugin-0.1.dist-info").mkdir(parents=True)
+    (site / "shard_plugin.py").write_text(WORKER_FAILS)
+    (site / "shard_plugin-0.1.dist-info" / "METADATA").write_text("Metadata-Version: 2.1\nName: shard-plugin\n"
+                                                                   "Version: 0.1\n")
+    (site / "shard_plugin-0.1.dist-info" / "entry_points.txt").write_text("[genbench]\nshard = shard_plugin\n")
+    path = write_suite("name: w\ndataset: {name: shard}\nbudget: {steps: 2}\nseeds: [0, 1]\nbatch_size: 64\n"
+                       "metrics: [bce]\nruns:\n  - model: vae\n")
+    proc = _run(["run", str(path), "--out", "out", "--workers", "2"], tmp_path, env={**ENV, "PYTHONPATH": str(site)})
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == (
+        "genbench: error: every worker process died before its first run; the first one said: DataError: data "
+        "set 'shard': the train split could not be loaded: OSError: cannot open /data/shard-7: permission denied")

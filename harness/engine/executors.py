@@ -22,6 +22,7 @@ from multiprocessing.connection import Connection, wait
 
 import torch
 
+from ..errors import UserError
 from .config import RunSpec, Suite
 from .execute import RunOutput, execute_run
 
@@ -76,9 +77,13 @@ def _worker_main(suite: Suite, device_name: str, threads: int, conn) -> None:
     from .execute import load_run_data
     from .pluginmanager import get_registry
 
-    registry = get_registry()
-    device = torch.device(device_name)
-    data = load_run_data(suite, registry, device)
+    try:
+        registry = get_registry()
+        device = torch.device(device_name)
+        data = load_run_data(suite, registry, device)
+    except Exception as err:  # its own reason, for the driver's one line
+        conn.send(("failed", f"{type(err).__name__}: {err}"))
+        return
     conn.send(("ready", None))
     while True:
         task = conn.recv()
@@ -108,6 +113,7 @@ class Processes:
         self.ctx = mp.get_context("spawn")
         self.pool: list[_Worker] = []
         self.started = 0
+        self.start_error: str | None = None  # the first worker's own reason for dying at start
 
     def _start_worker(self) -> None:
         mine, theirs = self.ctx.Pipe()
@@ -144,8 +150,10 @@ class Processes:
                     worker.task = waiting.pop(0)
                     worker.conn.send(worker.task)
             if not self.pool:
-                raise WorkerStartFailed("every worker process died before its first run (they could not load "
-                                        "the data or the plugins; run without --workers to see why)")
+                raise WorkerStartFailed(
+                    "every worker process died before its first run; the first one said: " + self.start_error
+                    if self.start_error else "every worker process died before its first run (while importing "
+                    "torch or the plugins); run without --workers to see why")
             for conn in wait([w.conn for w in self.pool], timeout=1.0):
                 worker = next(w for w in self.pool if w.conn is conn)
                 try:
@@ -155,6 +163,8 @@ class Processes:
                     continue
                 if kind == "ready":
                     worker.ready = True
+                elif kind == "failed":
+                    self.start_error = self.start_error or payload
                 elif kind == "event" and worker.task is not None:
                     on_event(worker.task, *payload)
                 elif kind == "done" and worker.task is not None:
@@ -187,8 +197,10 @@ class Processes:
         self.pool.clear()
 
 
-class WorkerStartFailed(RuntimeError):
-    """A worker process died before it could take a run."""
+class WorkerStartFailed(UserError):
+    """Every worker process died before it could take a run: one line, exit status 1."""
+
+    exit_code = 1
 
 
 class WorkerDied(RuntimeError):

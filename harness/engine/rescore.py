@@ -21,7 +21,7 @@ from .. import messages
 from ..api import options
 from ..errors import UserError
 from ..render import report
-from ..results import files, record, store
+from ..results import files, readback, record, store
 from . import snapshot
 from .config import Suite, load_suite, metric_entry
 from .evaluate import evaluate
@@ -92,6 +92,10 @@ def _check_overrides(registry: Registry, runs: list[dict], overrides: dict) -> d
                 raise UserError(f"--set {name}: a training option of model '{rec['model']}'; changing it needs "
                                 f"new training (`genbench run`). Evaluation-only options: "
                                 f"{', '.join(sorted(options.evaluation_only(cls.Options))) or 'none'}")
+            _, errors = options.build(cls.Options, {**(rec.get("options") or {}), name: overrides[name]})
+            mine = [message for path, message in errors if path[:1] == (name,)]
+            if mine:
+                raise UserError(f"--set {name}: {mine[0]}")
             fits = True
             changed.setdefault(rec["run_id"], {})[name] = overrides[name]
         if not fits:
@@ -139,7 +143,7 @@ def _update(rec: dict, scores: dict, details: dict, metrics, suite: Suite, secon
 
 def _save_suite(out: Path, suite: Suite, metrics: list) -> None:
     """suite.yaml lists every metric the records now hold, in the suite's order first."""
-    resolved = yaml.safe_load((out / "suite.yaml").read_text(encoding="utf-8")) or {}
+    resolved = readback.suite(out, [])  # read as a suite just above: nothing is left out
     old = resolved.get("metrics") if isinstance(resolved.get("metrics"), list) else []
     entries = {(e.get("name") if isinstance(e, dict) else e): e for e in old}
     for metric in metrics:  # as rescored: with the options used now
