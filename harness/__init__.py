@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import importlib
 
+from . import compat
+
 __version__ = "0.1.0"
+compat.install()  # genbench.extractor and the other old module paths, with a warning
 
 _API = {name: "api" for name in (
     "Batch", "Capability", "Claim", "DataInfo", "Dataset", "EvalContext", "EvalOptions", "ExtractorSpec", "Factor",

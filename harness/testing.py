@@ -21,7 +21,8 @@ import torch
 
 from .api import outputs
 from .api.dataset import Dataset, ImageSet
-from .api.extractor import ARCHITECTURES, file_sha256
+from .api.extractor import ARCHITECTURES, ExtractorMismatch, file_sha256
+from .api.extractor import build as build_extractor
 from .api.likelihood import Likelihood
 from .api.metric import EvalOptions, Metric, MetricSetup
 from .api.model import CAPABILITIES, Capability, DataInfo, Model, missing_methods
@@ -177,10 +178,12 @@ def check_dataset(cls: type[Dataset], options=None, root=None) -> None:
             _fail(cls, "extractor", f"{spec.path} does not match its pinned sha256")
         if spec.in_channels != cls.image_shape[0] or (cls.class_names and spec.num_classes != len(cls.class_names)):
             _fail(cls, "extractor", "in_channels and num_classes must match image_shape and class_names")
-        if spec.architecture not in ARCHITECTURES:
+        if spec.architecture not in (None, *ARCHITECTURES):
             _fail(cls, "extractor", f"architecture {spec.architecture!r} is not one of {', '.join(ARCHITECTURES)}")
-        net = ARCHITECTURES[spec.architecture](spec.in_channels, spec.num_classes)
-        net.load_state_dict(torch.load(spec.path, map_location="cpu", weights_only=True))
+        try:
+            build_extractor(spec)
+        except ExtractorMismatch as err:
+            _fail(cls, "extractor", str(err))
 
 
 def check_metric(metric: Metric, model_cls: type[Model], options=None,

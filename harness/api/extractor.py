@@ -92,15 +92,19 @@ ARCHITECTURES = {"v1": DomainNet, "v2": DomainNetV2}
 
 @dataclasses.dataclass(frozen=True)
 class ExtractorSpec:
-    """A shipped extractor: its weights file, the SHA-256 it must have, and its network
-    (``"v2"``: :class:`DomainNetV2`, what ``genbench extractor train`` makes; ``"v1"``:
-    the earlier classifier-only :class:`DomainNet`, for files trained before)."""
+    """A shipped extractor: its weights file, the SHA-256 it must have, and its network.
+
+    ``architecture`` is ``"v2"`` (:class:`DomainNetV2`, what ``genbench extractor train``
+    makes) or ``"v1"`` (the earlier classifier-only :class:`DomainNet`). Left unset, it is
+    read from the file, so a spec written before v2 existed keeps loading its v1 file; a
+    value that contradicts the file is refused with one line, never applied.
+    """
 
     path: Path
     sha256: str
     num_classes: int = 10
     in_channels: int = 1
-    architecture: str = "v2"
+    architecture: str | None = None
 
     @property
     def name(self) -> str:
@@ -108,11 +112,31 @@ class ExtractorSpec:
 
 
 class ExtractorMismatch(RuntimeError):
-    """The weights file is missing or not the pinned one."""
+    """The weights file is missing, not the pinned one, or not the network the spec names."""
 
 
 def file_sha256(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def architecture_of(state: dict) -> str:
+    """The network a state dict was saved from: only v2 has a decoder."""
+    return "v2" if any(key.startswith("decoder.") for key in state) else "v1"
+
+
+def build(spec: ExtractorSpec) -> nn.Module:
+    """The spec's network with its file's weights (the hash is the caller's to check)."""
+    state = torch.load(spec.path, map_location="cpu", weights_only=True)
+    found = architecture_of(state) if isinstance(state, dict) else "?"
+    wanted = spec.architecture or found
+    if wanted != found or wanted not in ARCHITECTURES:
+        raise ExtractorMismatch(f"{spec.path} holds a {found} network, but its ExtractorSpec says "
+                                f"architecture={spec.architecture!r}; set architecture={found!r}, or leave it "
+                                f"out to read it from the file")
+    with torch.random.fork_rng(devices=[]):  # the random init must not move anyone's stream
+        net = ARCHITECTURES[wanted](spec.in_channels, spec.num_classes)
+    net.load_state_dict(state)
+    return net
 
 
 _loaded: dict[tuple[Path, str], nn.Module] = {}
@@ -127,10 +151,7 @@ def load(spec: ExtractorSpec, device: torch.device | str = "cpu") -> nn.Module:
         actual = file_sha256(spec.path)
         if actual != spec.sha256:
             raise ExtractorMismatch(f"{spec.path} has sha256 {actual}, expected {spec.sha256}")
-        with torch.random.fork_rng(devices=[]):  # the random init must not move anyone's stream
-            net = ARCHITECTURES[spec.architecture](spec.in_channels, spec.num_classes)
-        net.load_state_dict(torch.load(spec.path, map_location="cpu", weights_only=True))
-        _loaded[key] = net.eval().to(device)
+        _loaded[key] = build(spec).eval().to(device)
     return _loaded[key]
 
 

@@ -16,12 +16,14 @@ import importlib.metadata
 import inspect
 import os
 import re
+import warnings
 from collections.abc import Callable
 from typing import Any
 
 import pluggy
 
 from ..api import hookspecs
+from ..compat import GenbenchDeprecationWarning
 from ..api.dataset import Dataset
 from ..api.likelihood import Likelihood
 from ..api.logger import Logger
@@ -92,13 +94,27 @@ def load_entry_points() -> None:
             _load_warnings.append(f"{source}: the plugin name is taken already; skipped")
             continue
         try:
-            plugin = ep.load()
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", GenbenchDeprecationWarning)
+                plugin = ep.load()
             pm.register(plugin, name=ep.name)
         except Exception as err:  # a broken third-party plugin must not break genbench
             _load_warnings.append(f"{source} failed to load: {type(err).__name__}: {err}")
             continue
+        finally:
+            _pass_on(source, caught)
         _sources[ep.name] = source
     _load_warnings.extend(_drop_unknown_hooks())
+
+
+def _pass_on(source: Source, caught: list) -> None:
+    """A plugin's use of an old genbench spelling becomes a load warning naming the plugin;
+    any other warning its import raised goes on as it would have."""
+    for w in caught:
+        if issubclass(w.category, GenbenchDeprecationWarning):
+            _load_warnings.append(f"{source}: {w.message}")
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)
 
 
 def _drop_unknown_hooks() -> list[str]:
