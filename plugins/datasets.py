@@ -62,7 +62,7 @@ class MNIST(IdxDataset):
     class_names = tuple(str(i) for i in range(10))
     folders = ("mnist", "MNIST/raw")
     torchvision_name = "MNIST"
-    extractor = ExtractorSpec(WEIGHTS / "mnist_v2.pt", MNIST_SHA256)
+    extractor = ExtractorSpec(WEIGHTS / "mnist_v2.pt", MNIST_SHA256, architecture="v2")
 
 
 class FashionMNIST(IdxDataset):
@@ -72,7 +72,7 @@ class FashionMNIST(IdxDataset):
                    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
     folders = ("fashion-mnist", "fashion_mnist", "FashionMNIST/raw")
     torchvision_name = "FashionMNIST"
-    extractor = ExtractorSpec(WEIGHTS / "fashion_mnist_v2.pt", FASHION_SHA256)
+    extractor = ExtractorSpec(WEIGHTS / "fashion_mnist_v2.pt", FASHION_SHA256, architecture="v2")
     hint = " (Debian: apt-get install dataset-fashion-mnist)"
 
 

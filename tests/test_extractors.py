@@ -74,6 +74,7 @@ def test_shipped_extractors_have_no_dead_features(registry, data_root):
     for name in ("mnist", "fashion_mnist"):
         cls = registry.datasets[name]
         assert cls.extractor.architecture == "v2"
+        assert ext.architecture_of(torch.load(cls.extractor.path, weights_only=True)) == "v2"  # and so is the file
         images = cls().load("test", None, False).images[:2000].float() / 255
         features, logits = ext.extract(ext.load(cls.extractor), images)
         assert int((features.std(0) < 1e-6).sum()) == 0 and features.shape[1] == ext.FEATURES
