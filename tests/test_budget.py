@@ -106,7 +106,10 @@ def test_a_flop_budget_gives_the_same_steps_and_scores_whatever_the_threads_or_l
         for name, value in recs[0]["metrics"].items():
             assert rec["metrics"][name] == pytest.approx(value, rel=1e-4)  # summation order differs by threads
     assert [r["throughput"]["threads"] for r in recs[:2]] == [1, 2]
-    assert all(r["contended"] == [] for r in recs)  # not a seconds budget: nothing to flag
+    for out in outs:  # a flag (the loaded run may get one) marks the timings, never the scores
+        board = (out / "leaderboard.md").read_text()
+        row = next(line for line in board.splitlines() if line.startswith("| 1 "))
+        assert "‡" not in row.split("|")[2]
 
 
 def test_throughput_is_recorded(finished_folder):
@@ -134,6 +137,60 @@ def test_a_crowded_run_under_a_seconds_budget_is_flagged_everywhere(write_suite,
     assert "‡" in board and "contended" in board and "--threads 1" in board
     assert "contended" in (out / "report.html").read_text()
     assert rec["throughput"]["threads"] == 1
+
+
+def test_a_crowded_run_under_a_steps_budget_marks_only_its_timings(write_suite, tmp_path, monkeypatch, capsys,
+                                                                 keep_threads):
+    monkeypatch.setattr(speed, "load", lambda: speed.cores() + 3.0)
+    out = tmp_path / "out"
+    assert main(["run", str(write_suite(SUITE.format(budget="{steps: 5}"))), "--out", str(out),
+                 "--threads", "1"]) == 0
+    (rec,) = _records(out)
+    assert rec["contended"] and "load average" in rec["contended"][0]
+    assert "its scores stand, its timings (train s, img/s, % peak) do not" in capsys.readouterr().out
+    board = (out / "leaderboard.md").read_text()
+    cells = next(line for line in board.splitlines() if line.startswith("| 1 ")).split("|")
+    headers = next(line for line in board.splitlines() if line.startswith("| #")).split("|")
+    marked = {h.strip() for h, c in zip(headers, cells) if "‡" in c}
+    assert marked == {"train s", "img/s", "% peak"}
+    assert "its scores stand (its budget is not time)" in board
+
+
+def test_the_peak_is_the_best_of_several_timings_and_no_run_shows_more_than_all_of_it(finished_folder):
+    (rec,) = _records(finished_folder)
+    assert 0 < rec["throughput"]["peak_fraction"] <= 1
+    speed_ = {"flops_per_second": 5e12}  # a run faster than the measured yardstick
+    rec = {"throughput": speed_}
+    speed.judge(rec, 1e12, None)
+    assert speed_["peak_fraction"] == 1.0 and speed_["peak_flops_per_second"] == 1e12
+
+
+def test_the_sampling_clock_repeats_short_draws_and_reports_the_median():
+    from genbench.engine import snapshot
+
+    times = iter([0.002, 0.0005, 0.0004, 0.0006] + [0.0005] * 100)
+    clock = {"t": 0.0}
+
+    def draw():
+        clock["t"] += next(times)
+
+    original = snapshot.time.perf_counter
+    snapshot.time.perf_counter = lambda: clock["t"]
+    try:
+        cost = snapshot.sampling_cost(draw, torch.device("cpu"), 100, first=0.001)
+    finally:
+        snapshot.time.perf_counter = original
+    assert cost["repeats"] == snapshot.CLOCK_MAX_REPEATS  # 1 s is never reached at 0.5 ms a draw
+    assert cost["seconds"] == 0.0005 and cost["seconds_per_1000"] == 0.005  # the median, not the slow first
+    slow = iter([4.0] * 10)
+    clock["t"] = 0.0
+    snapshot.time.perf_counter = lambda: clock["t"]
+    try:
+        cost = snapshot.sampling_cost(lambda: clock.__setitem__("t", clock["t"] + next(slow)), torch.device("cpu"),
+                                      100, first=4.0)
+    finally:
+        snapshot.time.perf_counter = original
+    assert cost["repeats"] == 2  # 4 s a draw: stops once 10 s are spent, after at least one repeat
 
 
 def test_a_run_crowded_out_by_real_competing_processes_is_flagged_by_its_cpu_share(write_suite, tmp_path):

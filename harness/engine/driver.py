@@ -120,11 +120,16 @@ class Driver:
         for warning in output.warnings:
             self.console.print(messages.warning(warning))
         if rec["status"] == "ok":
-            reasons = speed.judge(rec, self.peak, self.fastest.get(task.run.label), self.suite.budget.limits())
+            achieved = (rec.get("throughput") or {}).get("flops_per_second") or 0
+            if self.peak and achieved > self.peak:  # the yardstick read low: measure it again
+                self.peak = max(self.peak, speed.matmul_peak(torch.device(self.executor.device)))
+            reasons = speed.judge(rec, self.peak, self.fastest.get(task.run.label))
             if reasons:
+                what = ("its scores reflect the load" if "seconds" in self.suite.budget.limits()
+                        else "its scores stand, its timings (train s, img/s, % peak) do not")
                 self.console.print(messages.warning(
-                    f"{task.run.label} seed {task.run.seed} looks contended: {'; '.join(reasons)}. Under a "
-                    f"seconds budget its scores reflect the load; {speed.HINT}"), soft_wrap=True)
+                    f"{task.run.label} seed {task.run.seed} looks contended: {'; '.join(reasons)}; "
+                    f"{what}; {speed.HINT}"), soft_wrap=True)
             _note_speed(self.fastest, rec)
         record.write_json(run_dir / record.RECORD, rec)
         return rec

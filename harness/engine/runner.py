@@ -224,6 +224,7 @@ def _run_locked(suite: Suite, registry: Registry, out: Path, device: torch.devic
         record.write_text(out / "suite.yaml", yaml.safe_dump(resolved, sort_keys=False))
         env = record.environment(device, registry.plugin_sources(), registry.warnings)
         env["matmul_flops_per_second"] = round(peak)
+        env["matmul_peak_method"] = speed.PEAK_METHOD.format(n=5, seconds=0.1)
         record.write_json(out / "env.json", env)
         tracking = Tracking(suite, registry, console)
         failed = _runs(suite, registry, out, done, console, data, tracking, resolved,

@@ -23,8 +23,13 @@ CONTENDED_MARK = "‡"
 BOUND_MARKS = {"upper": "≤", "lower": "≥"}  # the true value is at most / at least the one shown
 BOUND_TEXT = {"upper": "an upper bound (the model gives a lower bound on its log-likelihood)",
               "lower": "a lower bound on the true value"}
-CONTENDED_HINT = ("under a seconds budget its scores reflect the machine's load: give side-by-side jobs one "
-                  "thread each (--threads 1), use a flops or steps budget, or run on a quiet machine")
+CONTENDED_HINT = ("give side-by-side jobs one thread each (--threads 1), use a flops or steps budget, or run on a "
+                  "quiet machine")
+
+
+def timed_budget(runs: list[dict]) -> bool:
+    """Whether the runs trained for a number of seconds: then contention bends their scores."""
+    return any("seconds" in (r.get("budget") or {}) for r in runs)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,8 +108,10 @@ def build(records: list[dict], metrics: list[str], primary: str | None, title: s
         speed = [r.get("throughput") or {} for r in runs]
         crowded = [r for r in runs if r.get("contended")]
         if crowded:
+            what = ("under a seconds budget its scores reflect the machine's load" if timed_budget(runs) else
+                    "its scores stand (its budget is not time), its timing cells marked ‡ do not")
             notes.append(f"{CONTENDED_MARK} {label}: {len(crowded)} of {len(runs)} runs contended "
-                         f"({crowded[0]['contended'][0]}); {CONTENDED_HINT}")
+                         f"({crowded[0]['contended'][0]}); {what}; {CONTENDED_HINT}")
         rows.append(Row(label, runs[0]["model"], len(runs), runs[0].get("options") or {},
                         _mean(u.get("seconds") for u in used), _mean(u.get("steps") for u in used),
                         {m: Cell(summaries[label][m], *marks[m].get(label, (False, False)), bound_of(runs, m))
@@ -227,7 +234,7 @@ def legend(board: Board, markup: str = "md") -> str:
             f"↑ higher is better; {best}: best in its column; {TIE_MARK} statistically tied with the best "
             f"(Welch's t-test, p ≥ {stats.ALPHA}); - not applicable; img/s: training images per second; "
             f"% peak: achieved FLOP/s as a share of the device's matrix-product FLOP/s; sample s/1k: seconds "
-            f"to generate 1,000 samples on the run's device (timed on the figures' 100, in one batch)"
+            f"to generate 1,000 samples on the run's device (the median of repeated draws of 100, in one batch)"
             + "".join(f"; {BOUND_MARKS[kind]}: {text}, ranked as if exact" for kind, text in BOUND_TEXT.items()
                       if any(c.bound == kind for r in board.rows for c in r.cells.values()))
             + ("; trials: the search's trials of that configuration, each trained on the same budget and "
@@ -254,10 +261,13 @@ def table_rows(board: Board, metrics: list[str] | None = None, bold=("**", "**")
         for m in metrics:
             cell = row.cells[m]
             cells.append(f"{bold[0]}{cell.text()}{bold[1]}" if cell.best else cell.text())
-        label = text(row.label) + (f" {CONTENDED_MARK}" if row.contended else "")
+        scores_bent = row.contended and timed_budget(row.runs)
+        label = text(row.label) + (f" {CONTENDED_MARK}" if scores_bent else "")
+        mark = f" {CONTENDED_MARK}" if row.contended and not scores_bent else ""  # only the timings are off
         out.append([str(i + 1), label, text(row.model), str(row.seeds), *cells,
-                    f"{row.train_seconds:.1f}", f"{row.train_steps:.0f}", _number(row.images_per_second, "{:,.0f}"),
-                    _number(row.peak_fraction, "{:.1%}"), _number(row.sample_seconds, "{:.3g}")]
+                    f"{row.train_seconds:.1f}{mark}", f"{row.train_steps:.0f}",
+                    _number(row.images_per_second, "{:,.0f}") + mark, _number(row.peak_fraction, "{:.1%}") + mark,
+                    _number(row.sample_seconds, "{:.3g}")]
                    + ([trials_text(row.search), text(chosen_text(row.search))] if board.searched else []))
     return out
 

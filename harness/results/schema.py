@@ -89,14 +89,16 @@ FIELDS: dict[str, Field] = {
     "budget_used": Field(False, _opt(_entry), "a mapping of numbers", "seconds, steps, epochs, images and FLOPs used"),
     "throughput": Field(False, _opt(_entry), "a mapping of numbers",
                         "images, steps and FLOPs per second on the budget clock, CPU seconds and share, "
-                        "threads, cores, load average at start and end, fraction of the device's matmul peak, "
+                        "threads, cores, load average at start and end, fraction of the device's matmul peak "
+                        "(at most 1) and that peak, "
                         "seconds of the untimed first steps (FLOP counting, compilation), fp16's final grad_scale"),
     "step_flops": Field(False, _opt(_list_of(_mapping)), "a list of mappings",
                         "FLOPs counted for each distinct kind of training step (batch size, key)"),
     "parallel": Field(False, _opt(_entry), "a mapping of numbers",
                       "workers: runs the suite ran at once; ran_beside: most other runs running during this one"),
     "contended": Field(False, _opt(_list_of(_text(1000))), "a list of strings",
-                       "under a seconds budget, why the run looks crowded out by other work (empty: it does not)"),
+                       "why the run looks crowded out by other work (empty: it does not); under a seconds budget "
+                       "its scores, under any other its timings only"),
     "stopped_by": Field(False, _opt(_text(40)), "a string", "the budget limit that ended training"),
     "final_losses": Field(False, _opt(_entry), "a mapping of numbers", "the last logging window's losses"),
     "history": Field(False, _opt(_list_of(_entry)), "a list of mappings of numbers",
@@ -113,8 +115,8 @@ FIELDS: dict[str, Field] = {
                             "per-metric extras, the feature extractor's name and SHA-256, not_finite reasons"),
     "eval_seconds": Field(False, _opt(_number), "a number", "time the final evaluation took"),
     "sampling": Field(False, _opt(_entry), "a mapping of numbers",
-                      "sampling cost: images (the figures' sample grid, one batch on the run's device), seconds, "
-                      "seconds_per_1000"),
+                      "sampling cost: images per draw (the figures' sample grid, one batch on the run's "
+                      "device), repeats, seconds (the median draw), seconds_per_1000"),
     "error": Field(False, _opt(_text()), "a string", "why a failed run failed (traceback in error.log)"),
     "trial": Field(False, _opt(lambda v: isinstance(v, dict) and _text(1000)(v.get("search"))
                               and isinstance(v.get("number"), int) and not isinstance(v.get("number"), bool)
@@ -201,4 +203,5 @@ ENV_FIELDS: dict[str, Field] = {
     "plugins": Field(False, _list_of(_mapping_of(_plain)), "a list of mappings", "the plugins loaded"),
     "plugin_warnings": Field(False, _list_of(_text(10_000)), "a list of strings", "plugins left out, and why"),
     "matmul_flops_per_second": Field(False, _opt(_number), "a number", "the device's measured matmul peak"),
+    "matmul_peak_method": Field(False, _text(1000), "a string", "how that peak was measured"),
 }
