@@ -39,3 +39,15 @@ def did_you_mean(word: str, choices: Iterable[str]) -> str:
     if len(choices) <= 12:
         return "; valid: " + ", ".join(choices)
     return f"; valid: {', '.join(choices[:12])}, ... ({len(choices)} in all)"
+
+
+def install_hint(extra: str) -> str:
+    """How to install an extra of genbench, as this genbench was installed: into a clone's
+    ``.venv`` by ``./install.sh`` (an editable install), or from a package index."""
+    from pathlib import Path
+
+    name, _, rest = extra.partition("[")
+    root = Path(__file__).resolve().parents[1]  # the clone, when harness/ is this package
+    if name == "genbench" and rest and (root / "install.sh").is_file() and (root / "pyproject.toml").is_file():
+        return f"pip install -e '{root}[{rest}' (genbench is installed from that clone)"
+    return f"pip install '{extra}'"

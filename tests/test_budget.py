@@ -165,32 +165,25 @@ def test_the_peak_is_the_best_of_several_timings_and_no_run_shows_more_than_all_
     assert speed_["peak_fraction"] == 1.0 and speed_["peak_flops_per_second"] == 1e12
 
 
-def test_the_sampling_clock_repeats_short_draws_and_reports_the_median():
+def test_the_sampling_clock_repeats_short_draws_and_reports_the_median(monkeypatch):
     from genbench.engine import snapshot
 
-    times = iter([0.002, 0.0005, 0.0004, 0.0006] + [0.0005] * 100)
     clock = {"t": 0.0}
+    monkeypatch.setattr(snapshot.time, "perf_counter", lambda: clock["t"])
 
-    def draw():
-        clock["t"] += next(times)
+    def drawing(seconds):
+        durations = iter(seconds)
+        return lambda: clock.__setitem__("t", clock["t"] + next(durations))
 
-    original = snapshot.time.perf_counter
-    snapshot.time.perf_counter = lambda: clock["t"]
-    try:
-        cost = snapshot.sampling_cost(draw, torch.device("cpu"), 100, first=0.001)
-    finally:
-        snapshot.time.perf_counter = original
+    # a sub-millisecond model whose first draw (the figure's) paid the warm-up
+    cost = snapshot.sampling_cost(drawing([0.0005, 0.0004, 0.0006] + [0.0005] * 100), torch.device("cpu"), 100,
+                                  first=0.02)
     assert cost["repeats"] == snapshot.CLOCK_MAX_REPEATS  # 1 s is never reached at 0.5 ms a draw
     assert cost["seconds"] == 0.0005 and cost["seconds_per_1000"] == 0.005  # the median, not the slow first
-    slow = iter([4.0] * 10)
-    clock["t"] = 0.0
-    snapshot.time.perf_counter = lambda: clock["t"]
-    try:
-        cost = snapshot.sampling_cost(lambda: clock.__setitem__("t", clock["t"] + next(slow)), torch.device("cpu"),
-                                      100, first=4.0)
-    finally:
-        snapshot.time.perf_counter = original
-    assert cost["repeats"] == 2  # 4 s a draw: stops once 10 s are spent, after at least one repeat
+    cost = snapshot.sampling_cost(drawing([4.0] * 10), torch.device("cpu"), 100, first=4.0)
+    assert cost["repeats"] == 3 and cost["seconds"] == 4.0  # 3 timings; then 12 s are spent
+    cost = snapshot.sampling_cost(drawing([]), torch.device("cpu"), 100, first=45.0)
+    assert cost["repeats"] == 1 and cost["seconds_per_1000"] == 450.0  # a 45-s draw is not repeated
 
 
 def test_a_run_crowded_out_by_real_competing_processes_is_flagged_by_its_cpu_share(write_suite, tmp_path):

@@ -9,6 +9,8 @@ import pytest
 
 from genbench.cli import main
 
+from conftest import ROOT
+
 from test_parallel import SUITE, _killer_env, _records, _run
 
 ray = pytest.importorskip("ray")
@@ -69,7 +71,8 @@ def test_without_ray_the_ray_executor_is_one_line_naming_the_extra(write_suite, 
     path = write_suite(SUITE.format(budget="{steps: 5}", second="vae"))
     assert main(["run", str(path), "--out", str(tmp_path / "out"), "--executor", "ray"]) == 2
     err = capsys.readouterr().err
-    assert err.strip() == "genbench: error: --executor ray needs Ray: pip install 'genbench[ray]'"
+    assert err.strip() == f"genbench: error: --executor ray needs Ray: pip install -e '{ROOT}[ray]' (genbench is " \
+                          f"installed from that clone)"
     assert not (tmp_path / "out").exists()
     assert main(["run", str(path), "--out", str(tmp_path / "out"), "--address", "auto"]) == 2
     assert "--address and --gpus-per-run go with --executor ray" in capsys.readouterr().err

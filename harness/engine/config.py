@@ -20,7 +20,7 @@ import yaml
 
 from ..api import options as opt
 from ..api.metric import EvalOptions
-from ..errors import ConfigErrors, did_you_mean, shown
+from ..errors import ConfigErrors, did_you_mean, install_hint, shown
 from ..results.files import slug
 from ..results import yamlfile
 from .pluginmanager import Registry
@@ -367,7 +367,7 @@ def _check_loggers(top, reg: Registry, errors: list) -> tuple[tuple[str, Any], .
         cls = reg.loggers[name]
         missing = [m for m in cls.requires if not importable(m)]
         if missing:
-            how = f"pip install '{cls.extra}'" if cls.extra else f"pip install {' '.join(missing)}"
+            how = install_hint(cls.extra) if cls.extra else f"pip install {' '.join(missing)}"
             errors.append((where, f"logger '{name}' needs the Python package {', '.join(missing)}, which is not "
                            f"installed: {how}"))
             continue

@@ -62,7 +62,7 @@ def new_record(suite: Suite, run: RunSpec, run_id: str, data: DeviceData, device
            "metrics_requested": [run.trial.metric] if run.trial else list(suite.metrics),
            "evaluation": as_dict(suite.evaluation),
            "metric_options": suite.metric_options_dict(), "training": as_dict(suite.training_of(run)),
-           "device": str(device), "versions": record.versions(),
+           "device": str(device), "versions": record.versions(), "machine": record.machine(str(device)),
            "started": record.utc_now(), "status": "running"}
     if run.trial:
         rec["trial"] = run.trial.as_dict()

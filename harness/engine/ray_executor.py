@@ -16,7 +16,7 @@ from collections.abc import Iterator
 
 import torch
 
-from ..errors import UserError
+from ..errors import UserError, install_hint
 from .config import Suite
 from .data import DeviceData
 from .execute import RunOutput, execute_run
@@ -27,7 +27,7 @@ def import_ray():
     try:
         import ray
     except ImportError:
-        raise UserError("--executor ray needs Ray: pip install 'genbench[ray]'") from None
+        raise UserError("--executor ray needs Ray: " + install_hint("genbench[ray]")) from None
     return ray
 
 

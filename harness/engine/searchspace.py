@@ -24,7 +24,7 @@ import typing
 from typing import Any, Optional
 
 from ..api import options as opt
-from ..errors import did_you_mean, shown
+from ..errors import did_you_mean, install_hint, shown
 from .precision import TrainingOptions
 
 KINDS = ("loguniform", "uniform", "int", "choice")
@@ -207,7 +207,7 @@ def check_searches(top, searched: list, primary: str | None, dataset, reg, error
         return ()
     first = searched[0][3] + ("search",)
     if importlib.util.find_spec("optuna") is None:
-        errors.append((first, "a search needs Optuna, which is not installed: pip install 'genbench[optuna]'"))
+        errors.append((first, "a search needs Optuna, which is not installed: " + install_hint("genbench[optuna]")))
     if top.trials is None:
         errors.append((("trials",), "a search needs trials: K at the top level (the same K trials for "
                        "every searched run entry)"))

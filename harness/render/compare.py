@@ -34,6 +34,16 @@ def setup_differences(a: Results, b: Results) -> list[str]:
     return out
 
 
+def machine_differences(a: Results, b: Results) -> list[str]:
+    """What differs in the machines the two folders ran on (CPU, instruction sets, BLAS, GPU):
+    steps never depend on it, the last digits of scores may (see README, "Same numbers")."""
+    ma, mb = a.env.get("machine"), b.env.get("machine")
+    if not isinstance(ma, dict) or not isinstance(mb, dict):
+        return [] if ma is None and mb is None else ["machine: recorded in only one of the folders"]
+    return [f"{key}: {_short(ma.get(key))} -> {_short(mb.get(key))}" for key in sorted(set(ma) | set(mb), key=str)
+            if ma.get(key) != mb.get(key)]
+
+
 def _short(value) -> str:
     if isinstance(value, dict):
         return json.dumps({k: v for k, v in value.items() if v is not None}, sort_keys=True)
@@ -128,6 +138,10 @@ def render(a: Results, b: Results, fmt: str):
     diffs = setup_differences(a, b)
     notes.append("Setup differs: " + "; ".join(diffs) if diffs else "Same setup (data, budget, seeds, "
                  "evaluation, device, versions).")
+    machines = machine_differences(a, b)
+    notes.append("Machine differs: " + "; ".join(machines) if machines else "Same machine (CPU, instruction "
+                 "sets, BLAS, oneDNN, GPU)." if a.env.get("machine") else "")
+    notes = [n for n in notes if n]
     refusal = extractor_refusal(a, b)[1]
     if refusal:
         notes.append(refusal)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 
-from ..errors import UserError, did_you_mean
+from ..errors import UserError, did_you_mean, install_hint
 
 
 def show(registry, model: str | None = None, dataset: str | None = None, metric: str | None = None,
@@ -60,7 +60,7 @@ def _needs(value) -> str:
     if isinstance(value, dict):  # a logger's packages: say which are missing, and how to get them
         missing = [m for m, ok in value["packages"].items() if not ok]
         shown = ", ".join(value["packages"])
-        return shown + (f" (missing: pip install '{value['extra']}')" if missing else "")
+        return shown + (f" (missing: {install_hint(value['extra'])})" if missing else "")
     return ", ".join(value)
 
 

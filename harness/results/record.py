@@ -7,10 +7,12 @@ as untrusted data: each is checked against :data:`FIELDS` before anything uses i
 
 from __future__ import annotations
 
+import functools
 import importlib.metadata
 import json
 import os
 import platform
+import re
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -73,6 +75,59 @@ def versions() -> dict[str, str]:
     return out
 
 
+# CPU features whose presence changes which kernels torch, MKL and oneDNN pick (x86; an
+# ARM CPU lists its own: asimd, sve...); the environment variables that cap them.
+ISA_FLAGS = ("sse4_2", "avx", "avx2", "fma", "avx_vnni", "avx512f", "avx512bw", "avx512_vnni", "avx512_bf16",
+             "amx_tile", "amx_bf16", "amx_int8", "asimd", "sve", "sve2", "bf16")
+ISA_CAPS = ("ATEN_CPU_CAPABILITY", "DNNL_MAX_CPU_ISA", "ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS", "MKL_CBWR")
+
+
+@functools.lru_cache(maxsize=8)
+def machine(device_name: str = "cpu") -> dict:
+    """What a run's numbers may depend on besides the code and the seed: the CPU and the
+    instruction sets its kernels use, the BLAS and oneDNN, the GPU and its software."""
+    cpu = _cpuinfo()
+    config = torch.__config__.show()
+    blas = re.search(r"BLAS_INFO=(\w+)", config)
+    onednn = re.search(r"(?:MKL-DNN|oneDNN) (v[\d.]+)", config)
+    out = {"cpu": cpu.get("model name") or platform.processor() or platform.machine(), "arch": platform.machine(),
+           "isa": [f for f in ISA_FLAGS if f in cpu.get("flags", "").split() + cpu.get("features", "").split()],
+           "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(), "blas": blas.group(1) if blas else None,
+           "onednn": onednn.group(1) if onednn else None, "logical_cores": os.cpu_count(),
+           "isa_caps": {k: os.environ[k] for k in ISA_CAPS if k in os.environ}}
+    device = torch.device(device_name)
+    if device.type == "cuda":
+        props = torch.cuda.get_device_properties(device)
+        out["gpu"] = {"name": props.name, "memory_gib": round(props.total_memory / 2**30, 1),
+                      "capability": f"{props.major}.{props.minor}", "cuda": torch.version.cuda,
+                      "cudnn": torch.backends.cudnn.version(), "driver": _nvidia_driver()}
+    return out
+
+
+def _cpuinfo() -> dict[str, str]:
+    """The first processor's fields of /proc/cpuinfo ({} where there is none)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return {}
+    fields = {}
+    for line in text.split("\n\n")[0].splitlines():
+        key, _, value = line.partition(":")
+        fields[key.strip().lower()] = value.strip()
+    return fields
+
+
+def _nvidia_driver() -> str | None:
+    import subprocess
+
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+                             capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip().splitlines()[0] if out.returncode == 0 and out.stdout.strip() else None
+
+
 def device_description(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
@@ -85,6 +140,7 @@ def environment(device: torch.device, plugin_sources, plugin_warnings=()) -> dic
         "device": str(device),
         "device_name": device_description(device),
         "torch_threads": torch.get_num_threads(),
+        "machine": machine(str(device)),
         "platform": platform.platform(),
         "plugins": [{"plugin": s.plugin, "distribution": s.distribution, "version": s.version}
                     for s in plugin_sources],

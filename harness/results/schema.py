@@ -46,6 +46,7 @@ _META = {"unit": lambda v: v is None or _text(200)(v), "higher_is_better": lambd
 _meta = lambda v: (_mapping_of(lambda x: _plain(x) or _list_of(lambda s: isinstance(s, str))(x))(v)  # noqa: E731
                    and all(check(v[k]) for k, check in _META.items() if k in v))
 _mapping = lambda v: isinstance(v, dict)  # noqa: E731
+_string_keys = lambda v: isinstance(v, dict) and all(isinstance(k, str) for k in v)  # noqa: E731
 _metrics = lambda v: _mapping_of(lambda x: x is None or _number(x))(v) and all(_METRIC_NAME.fullmatch(k) for k in v)  # noqa: E731
 
 
@@ -82,6 +83,10 @@ FIELDS: dict[str, Field] = {
     "training": Field(False, _opt(_mapping), "a mapping", "precision (fp32, bf16 or fp16) and compile"),
     "device": Field(False, _opt(_text(200)), "a string", "cpu, cuda or cuda:N"),
     "versions": Field(False, _opt(_mapping_of(_plain)), "a mapping of strings", "python and package versions"),
+    "machine": Field(False, _opt(_string_keys), "a mapping",
+                     "cpu, arch, isa (the instruction-set extensions present that change kernels), "
+                     "torch_cpu_capability, blas, onednn, logical_cores, isa_caps (environment variables that "
+                     "cap them); gpu: name, memory_gib, capability, cuda, cudnn, driver"),
     "started": Field(False, _opt(_text(64)), "a string", "UTC start time"),
     "finished": Field(False, _opt(_text(64)), "a string", "UTC end time"),
     "metric_info": Field(False, _opt(_mapping_of(_meta)), "a mapping of metric descriptions",
@@ -169,7 +174,6 @@ def upgrade(data: dict) -> dict:
 # checked for what the report and compare read of it; a field that fails is left out.
 _int = lambda v: isinstance(v, int) and not isinstance(v, bool)  # noqa: E731
 _named = lambda v: isinstance(v, str) or (isinstance(v, dict) and isinstance(v.get("name"), str))  # noqa: E731
-_string_keys = lambda v: isinstance(v, dict) and all(isinstance(k, str) for k in v)  # noqa: E731
 
 SUITE_FIELDS: dict[str, Field] = {
     "name": Field(False, _text(200), "a string", "the suite's name"),
@@ -199,6 +203,7 @@ ENV_FIELDS: dict[str, Field] = {
     "device": Field(False, _text(200), "a string", "cpu, cuda or cuda:N"),
     "device_name": Field(False, _text(1000), "a string", "the device's name"),
     "torch_threads": Field(False, _int, "an integer", "torch's thread count"),
+    "machine": Field(False, _string_keys, "a mapping", "the CPU, its instruction sets, BLAS, oneDNN, the GPU"),
     "platform": Field(False, _text(1000), "a string", "the operating system"),
     "plugins": Field(False, _list_of(_mapping_of(_plain)), "a list of mappings", "the plugins loaded"),
     "plugin_warnings": Field(False, _list_of(_text(10_000)), "a list of strings", "plugins left out, and why"),
