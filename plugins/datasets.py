@@ -63,6 +63,10 @@ class MNIST(IdxDataset):
     folders = ("mnist", "MNIST/raw")
     torchvision_name = "MNIST"
     extractor = ExtractorSpec(WEIGHTS / "mnist_v2.pt", MNIST_SHA256, architecture="v2")
+    hint = (" (no Debian package holds MNIST: online, `genbench run` downloads it through torchvision, which "
+            "checks each file's MD5, into ~/.cache/genbench/data; offline, copy the four IDX files "
+            "(train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz, "
+            "t10k-labels-idx1-ubyte.gz) from a machine that has them into $GENBENCH_DATA/mnist/)")
 
 
 class FashionMNIST(IdxDataset):
