@@ -45,6 +45,7 @@ def _interrupts_deferred():
 
 def _main(argv: list[str] | None) -> int:
     args = _parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     with _interrupts_deferred():
         import torch  # noqa: F401  (the slow imports that must not be interrupted halfway)
 
@@ -192,7 +193,17 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _writes_report(args) -> None:
+    """report.html's footer names the command that wrote it."""
+    import shlex
+
+    from .render import html
+
+    html.COMMAND = shlex.join(["genbench", *args.argv])
+
+
 def cmd_run(args, registry) -> int:
+    _writes_report(args)
     from .engine.config import load_suite
     from .engine.runner import run_suite
     from .results.files import slug
@@ -221,6 +232,7 @@ def _suite_warnings(suite) -> None:
 
 
 def cmd_report(args, registry) -> int:
+    _writes_report(args)
     from . import messages
     from .render import leaderboard, report
     from .results import files, store
@@ -282,6 +294,7 @@ def _depth(value) -> int:
 
 
 def cmd_rescore(args, registry) -> int:
+    _writes_report(args)
     from .engine.rescore import rescore
 
     metrics = [m.strip() for m in args.metrics.split(",") if m.strip()] if args.metrics else None

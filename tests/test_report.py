@@ -289,3 +289,29 @@ def test_compare_leaves_out_sample_metrics_scored_with_different_extractors(out,
     assert "Not compared: fid" in text and "genbench-mnist\\_v2" in text and "genbench-mnist (abababababab)" in text
     assert main(["compare", str(out), str(out), "--format", "json"]) == 0
     assert "fid" in {r["metric"] for r in json.loads(capsys.readouterr().out)}  # same extractor: compared
+
+
+def test_report_html_can_be_moved_through(out):
+    """Contents with a link to each section and configuration, every seed's figures, the
+    command in the footer (issue 27, item 4)."""
+    page = (out / "report.html").read_text()
+    nav = page.split("<nav class='toc'>", 1)[1].split("</nav>", 1)[0]
+    for anchor in ("leaderboard", "configurations", "setup"):
+        assert f"href='#{anchor}'" in nav and f"id='{anchor}'" in page
+    runs = [json.loads(p.read_text()) for p in out.glob("runs/*/record.json")]
+    seeds = {}
+    for rec in runs:
+        seeds.setdefault(rec["label"], set()).add(rec["seed"])
+        assert f"runs/{rec['run_id']}/</code>)</summary>" in page  # this seed's figures are on the page
+    for target in (part.split("'", 1)[0] for part in nav.split("href='#")[1:]):
+        assert f"id='{target}'" in page
+    assert len(nav.split("href='#config-")) - 1 == len(seeds)
+    assert "Written by <code>genbench run " in page
+
+
+def test_per_seed_values_show_enough_digits_to_tell_seeds_apart():
+    from genbench.render.html import distinct
+
+    assert distinct([221.059, 221.114, 221.065]) == ["221.059", "221.114", "221.065"]  # 5 digits: 221.06 twice
+    assert distinct([0.5, 0.5, None]) == ["0.5", "0.5", "-"]
+    assert distinct([1.23456789, 1.23456781]) == ["1.2345679", "1.2345678"]

@@ -60,9 +60,14 @@ def test_report_html_escapes_every_crafted_value(results_copy, capsys):
     assert "script" not in parser.tags and parser.handlers == []
     assert parser.tags <= {"html", "head", "meta", "title", "style", "body", "h1", "h2", "h3", "p", "div",
                            "table", "thead", "tbody", "tr", "th", "td", "strong", "dl", "dt", "dd", "figure",
-                           "img", "figcaption", "pre", "code", "ul", "li"}
+                           "img", "figcaption", "pre", "code", "ul", "li", "nav", "a", "details", "summary"}
+    assert all(href.startswith("#") for href in _hrefs(page))  # jump links within the page, nowhere else
     assert "&lt;script&gt;document.title=&#x27;X&#x27;&lt;/script&gt;" in page  # shown, as text
     assert all(src.startswith("data:image/png;base64,") for src in _img_sources(page))
+
+
+def _hrefs(page):
+    return [part.split("'", 1)[0] for part in page.split("href='")[1:]]
 
 
 def _img_sources(page):

@@ -20,9 +20,9 @@ from .leaderboard import Board, header
 DPI = 110
 
 
-def save(fig: Figure, path: Path) -> Path:
+def save(fig: Figure, path: Path, pad: float = 0.1) -> Path:
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=DPI, bbox_inches="tight")
+    fig.savefig(buffer, format="png", dpi=DPI, bbox_inches="tight", pad_inches=pad)
     write_bytes(path, buffer.getvalue())
     return path
 
@@ -184,13 +184,13 @@ def interpolation(path: Path, rec: dict, snap: dict) -> Path:
     images = np.concatenate([ends[:1], strip, ends[1:]])
     names = _names(snap, [snap["interpolation_labels"][0], snap["interpolation_labels"][1]]) \
         if "interpolation_labels" in snap else ["start", "end"]
-    cols = [f"original: {names[0]}"] + [f"{t:.2g}" for t in np.linspace(0, 1, len(strip))] + [f"original: {names[1]}"]
+    cols = [names[0]] + [f"{t:.2g}" for t in np.linspace(0, 1, len(strip))] + [names[1]]
     fig = Figure(figsize=(len(images) * 0.6 + 0.4, 1.5))
     ax = fig.subplots()
     show_grid(ax, images, len(images), (), cols)
-    ax.set_title(f"Decoded interpolation between two test images' posterior means: {_title(rec)}",
-                 fontsize=9, pad=22)
-    return save(fig, path)
+    ax.set_title(f"Decoded interpolation between two test images' posterior means (the originals at the "
+                 f"ends): {_title(rec)}", fontsize=9, pad=22)
+    return save(fig, path, pad=0.3)  # room for the rotated class names at the ends
 
 
 def manifold(path: Path, rec: dict, snap: dict) -> Path:

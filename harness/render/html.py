@@ -37,7 +37,13 @@ figure img { max-width: 100%; } figcaption { color: #59636e; font-size: 13px; }
 pre { background: #f6f8fa; padding: .8rem; overflow-x: auto; font-size: 12px; }
 code { background: #f6f8fa; padding: 0 .2rem; } .failed { color: #cf222e; }
 dl.legend dt { font-weight: 600; float: left; clear: left; margin-right: .5rem; } dl.legend dd { margin: 0; }
+nav.toc { background: #f6f8fa; padding: .5rem 1rem; font-size: 14px; } nav.toc ul { margin: .2rem 0; }
+#leaderboard-table td.text:nth-child(2) { max-width: 16rem; overflow-wrap: anywhere; }
+details summary { cursor: pointer; color: #59636e; margin: .4rem 0; }
 """
+
+
+COMMAND: str | None = None  # the command line that is writing the page (set by the CLI)
 
 
 def render(results: Results) -> str:
@@ -48,6 +54,7 @@ def render(results: Results) -> str:
     if suite.get("description"):
         parts.append(f"<p>{_e(suite['description'])}</p>")
     parts.append(f"<p class='note'>{_e(context(results))}</p>")
+    parts.append("\0toc")  # filled in below, once the sections are known
     parts.append("<h2 id='leaderboard'>Leaderboard</h2>")
     parts.append(_table(board) if not board.empty else "<p>No successful runs yet.</p>")
     parts.append(_figures(_suite_figures(results), "Comparisons"))
@@ -67,12 +74,36 @@ def render(results: Results) -> str:
     versions = ", ".join(f"{k} {v}" for k, v in (results.env.get("versions") or {}).items() if v)
     parts.append(f"<p class='note'>{_e(versions)}</p>")
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    parts.append(f"<p class='note'>Written by <code>genbench report</code> on {stamp}; "
-                 f"rebuild with <code>genbench report {_e(str(results.out))} --format html</code>.</p>")
+    parts.append(f"<p class='note'>Written by <code>{_e(COMMAND or 'genbench report')}</code> on {stamp}; "
+                 f"rebuild with <code>genbench report {_e(str(results.out))}</code>.</p>")
     body = "\n".join(p for p in parts if p)
+    body = body.replace("\0toc", _toc(body, board), 1)
     return (f"<!DOCTYPE html>\n<html lang='en'>\n<head>\n<meta charset='utf-8'>\n"
             f"<meta name='viewport' content='width=device-width, initial-scale=1'>\n"
             f"<title>genbench: {_e(name)}</title>\n<style>{CSS}</style>\n</head>\n<body>\n{body}\n</body>\n</html>\n")
+
+
+SECTIONS = (("leaderboard", "Leaderboard"), ("comparisons", "Comparisons"), ("search", "Search"),
+            ("configurations", "Configurations"), ("failed", "Failed runs"), ("metric-errors", "Failed metrics"),
+            ("warnings", "Warnings"), ("setup", "Setup"))
+
+
+def _toc(body: str, board: leaderboard.Board) -> str:
+    """Jump links to every section the page has, and to each configuration."""
+    links = []
+    for anchor, title in SECTIONS:
+        if f"id='{anchor}'" not in body:
+            continue
+        links.append(f"<li><a href='#{anchor}'>{title}</a>")
+        if anchor == "configurations" and board.rows:
+            links[-1] += "<ul>" + "".join(f"<li><a href='#{_e(_anchor(row))}'>{_e(row.label)}</a></li>"
+                                          for row in board.rows) + "</ul>"
+        links[-1] += "</li>"
+    return f"<nav class='toc'><strong>Contents</strong><ul>{''.join(links)}</ul></nav>"
+
+
+def _anchor(row: leaderboard.Row) -> str:
+    return f"config-{row.runs[0]['run_id']}"
 
 
 def _e(text: str) -> str:
@@ -82,7 +113,9 @@ def _e(text: str) -> str:
 def _table(board: leaderboard.Board) -> str:
     headers = leaderboard.table_headers(board)
     rows = leaderboard.table_rows(board, bold=("\0", "\1"))
-    text_cols = {1, 2} | ({len(headers) - 1} if board.searched else set())
+    if all(r.label.split("[")[0] == r.model for r in board.rows):  # the labels name the models already
+        headers, rows = headers[:2] + headers[3:], [r[:2] + r[3:] for r in rows]
+    text_cols = {1} | ({2} if headers[2] == "model" else set()) | ({len(headers) - 1} if board.searched else set())
     head = "".join(f"<th class='{'text' if i in text_cols else 'num'}'>{_e(h)}</th>" for i, h in enumerate(headers))
     body = []
     for row in rows:
@@ -130,20 +163,33 @@ def _configuration(results: Results, row: leaderboard.Row) -> str:
     chosen = (f" Chosen by a search of {_e(leaderboard.trials_text(found))} trials: trial "
               f"{_e(found.get('best_trial'))}, validation {_e(found.get('metric'))} "
               f"{_e(_fmt(found.get('best_value')))}.") if found else ""
-    out = [f"<h3 id='{_e(shown['run_id'])}'>{_e(row.label)}</h3>",
+    out = [f"<h3 id='{_e(_anchor(row))}'>{_e(row.label)}</h3>",
            f"<p>model <code>{_e(row.model)}</code>; options <code>{_e(options)}</code>; "
-           f"{len(runs)} seed(s).{chosen} Figures from seed {_e(shown['seed'])} "
-           f"(<code>runs/{_e(shown['run_id'])}/</code>).</p>"]
+           f"{len(runs)} seed(s).{chosen}</p>"]
     metrics = [m for m in results.metrics if any((r.get("metrics") or {}).get(m) is not None for r in runs)]
     if metrics:
         info = results.board().info
         head = "".join(f"<th>{_e(leaderboard.header(m, info))}</th>" for m in metrics)
+        shown_values = {m: distinct([(r.get("metrics") or {}).get(m) for r in runs]) for m in metrics}
         body = "".join("<tr><td>" + _e(r["seed"]) + "</td>" + "".join(
-            f"<td>{_e(_fmt(r['metrics'].get(m)))}</td>" for m in metrics) + "</tr>" for r in runs)
+            f"<td>{_e(shown_values[m][i])}</td>" for m in metrics) + "</tr>" for i, r in enumerate(runs))
         out.append(f"<table class='per-seed'><thead><tr><th>seed</th>{head}</tr></thead><tbody>{body}</tbody></table>")
-    run_dir = results.run_dir(shown)
-    out.extend(_img(run_dir / f, c) for f, c in RUN_FIGURES)
+    for i, rec in enumerate(runs):  # every seed's figures; the first seed's open
+        run_dir = results.run_dir(rec)
+        imgs = "\n".join(i for i in (_img(run_dir / f, c) for f, c in RUN_FIGURES) if i)
+        if imgs:
+            out.append(f"<details{' open' if i == 0 else ''}><summary>Figures of seed {_e(rec['seed'])} "
+                       f"(<code>runs/{_e(rec['run_id'])}/</code>)</summary>\n{imgs}\n</details>")
     return "\n".join(o for o in out if o)
+
+
+def distinct(values: list) -> list[str]:
+    """The values as text with enough significant digits (4 to 10) to tell different ones apart."""
+    numbers = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    digits = 4
+    while digits < 10 and len({f"{v:.{digits}g}" for v in numbers}) < len(set(numbers)):
+        digits += 1
+    return [f"{v:.{digits}g}" if v in numbers else _fmt(v) for v in values]
 
 
 def _search(results: Results) -> str:
