@@ -157,7 +157,6 @@ def _figures(items: list[tuple[Path, str]], heading: str) -> str:
 
 def _configuration(results: Results, row: leaderboard.Row) -> str:
     runs = row.runs
-    shown = runs[0]
     options = ", ".join(f"{k}={v}" for k, v in row.options.items()) or "defaults"
     found = row.search if isinstance(row.search, dict) else None
     chosen = (f" Chosen by a search of {_e(leaderboard.trials_text(found))} trials: trial "
