@@ -19,7 +19,7 @@ from typing import Optional
 import genbench
 from genbench.api import option
 
-CLOCK_KEYS = ("epoch", "seconds")  # in every logged entry beside the losses or scores
+CLOCK_KEYS = ("epoch", "seconds", "flops")  # in logged entries beside the losses or scores
 
 
 def _finite(values: dict) -> dict[str, float]:

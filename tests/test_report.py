@@ -315,3 +315,50 @@ def test_per_seed_values_show_enough_digits_to_tell_seeds_apart():
     assert distinct([221.059, 221.114, 221.065]) == ["221.059", "221.114", "221.065"]  # 5 digits: 221.06 twice
     assert distinct([0.5, 0.5, None]) == ["0.5", "0.5", "-"]
     assert distinct([1.23456789, 1.23456781]) == ["1.2345679", "1.2345678"]
+
+
+def _curve_record(label, seed, values, flops_per_point=1e9):
+    history = [{"step": 10 * (i + 1), "epoch": i + 1.0, "seconds": 1.0, "flops": flops_per_point * (i + 1), "bce": v}
+               for i, v in enumerate(values)]
+    return {"run_id": f"{label}-{seed}", "label": label, "model": "vae", "seed": seed, "status": "ok",
+            "metrics": {"bce": values[-1]}, "metric_info": {"bce": {"higher_is_better": False, "unit": "nats"}},
+            "eval_history": history, "budget_used": {"steps": 10 * len(values), "flops": flops_per_point * len(values)}}
+
+
+def test_the_compute_crossover_is_found_where_the_curves_cross():
+    from genbench.render import compute, leaderboard
+
+    # fast starts ahead (lower bce), slow overtakes it between the 2nd and 3rd point for good
+    records = [_curve_record("fast", s, [100 + s, 80 + s, 75 + s, 74 + s]) for s in (0, 1)] + \
+              [_curve_record("slow", s, [120 + s, 90 + s, 70 + s, 60 + s]) for s in (0, 1)]
+    board = leaderboard.build(records, ["bce"], "bce", "t")
+    found = compute.curves(board)
+    assert {(c.label, c.seeds) for c in found} == {("fast", 2), ("slow", 2)}
+    fast = next(c for c in found if c.label == "fast")
+    assert list(fast.flops) == [1e9, 2e9, 3e9, 4e9] and list(fast.mean) == [100.5, 80.5, 75.5, 74.5]
+    table = compute.crossovers(found, board.info)
+    assert len(table) == 1
+    row = table.iloc[0]
+    assert row.leader_before == "fast" and row.leader_after == "slow" and row.holds_to_end
+    assert 2e9 < row.flops < 3e9  # the means cross between the 2nd and 3rd points (log-linear: ~2.5e9)
+    assert row.summary.startswith("slow better than fast from 2.")
+
+
+def test_a_records_curve_without_flops_takes_its_flops_per_step():
+    from genbench.render import compute
+
+    rec = _curve_record("old", 0, [3.0, 2.0])
+    for entry in rec["eval_history"]:
+        del entry["flops"]  # written before the points kept their FLOPs
+    assert compute._points(rec, "bce") == [(1e9, 3.0), (2e9, 2.0)]
+
+
+def test_the_report_draws_score_against_compute(out):
+    page = (out / "report.html").read_text()
+    assert "id='compute'" in page and "figures/compute_bce.png" in page
+    assert (out / "figures" / "compute_bce.png").is_file()
+    table = pd.read_csv(out / "crossovers.csv")
+    assert list(table.columns) == ["metric", "flops", "leader_before", "leader_after", "holds_to_end",
+                                   "range_end_flops", "summary"]
+    recs = [json.loads(p.read_text()) for p in out.glob("runs/*/record.json")]
+    assert all("flops" in e for r in recs for e in r.get("eval_history") or [])

@@ -129,7 +129,7 @@ def train(model: Model, data: DeviceData, limits: dict[str, float], batch_size: 
                 clock.pause()
                 started = time.perf_counter()
                 evals.append({"step": clock.steps, "epoch": round(clock.epochs, 4),
-                              "seconds": round(clock.seconds, 3), **score()})
+                              "seconds": round(clock.seconds, 3), "flops": clock.flops, **score()})
                 if on_eval is not None:
                     on_eval(dict(evals[-1]))
                 eval_seconds += time.perf_counter() - started

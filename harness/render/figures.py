@@ -120,7 +120,7 @@ def losses(path: Path, rec: dict) -> Path:
     keys = [k for k in history[0] if k not in ("step", "epoch", "seconds")
             and len({round(h.get(k, math.nan), 12) for h in history}) > 1]
     evals = rec.get("eval_history") or []
-    eval_keys = [k for k in (evals[0] if evals else {}) if k not in ("step", "epoch", "seconds")
+    eval_keys = [k for k in (evals[0] if evals else {}) if k not in ("step", "epoch", "seconds", "flops")
                  and any(e.get(k) is not None for e in evals)]
     panels = len(keys) + len(eval_keys) or 1
     cols = min(3, panels)

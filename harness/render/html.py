@@ -15,7 +15,8 @@ import yaml
 from ..results import stats
 from ..results.store import Results
 from ..results.tuning import best_trial, trial_value
-from . import leaderboard, tuning
+from ..results import files
+from . import compute, leaderboard, tuning
 from .context import FIGURES, context
 
 RUN_FIGURES = [("reconstructions.png", "Reconstructions"), ("samples.png", "Samples"),
@@ -58,6 +59,7 @@ def render(results: Results) -> str:
     parts.append("<h2 id='leaderboard'>Leaderboard</h2>")
     parts.append(_table(board) if not board.empty else "<p>No successful runs yet.</p>")
     parts.append(_figures(_suite_figures(results), "Comparisons"))
+    parts.append(_compute(results))
     parts.append(_search(results))
     parts.append("<h2 id='configurations'>Configurations</h2>")
     for row in board.rows:
@@ -83,7 +85,8 @@ def render(results: Results) -> str:
             f"<title>genbench: {_e(name)}</title>\n<style>{CSS}</style>\n</head>\n<body>\n{body}\n</body>\n</html>\n")
 
 
-SECTIONS = (("leaderboard", "Leaderboard"), ("comparisons", "Comparisons"), ("search", "Search"),
+SECTIONS = (("leaderboard", "Leaderboard"), ("comparisons", "Comparisons"), ("compute", "Score against compute"),
+            ("search", "Search"),
             ("configurations", "Configurations"), ("failed", "Failed runs"), ("metric-errors", "Failed metrics"),
             ("warnings", "Warnings"), ("setup", "Setup"))
 
@@ -189,6 +192,30 @@ def distinct(values: list) -> list[str]:
     while digits < 10 and len({f"{v:.{digits}g}" for v in numbers}) < len(set(numbers)):
         digits += 1
     return [f"{v:.{digits}g}" if v in numbers else _fmt(v) for v in values]
+
+
+def _compute(results: Results) -> str:
+    """Each curve metric against training FLOPs, and where one configuration overtakes another."""
+    found = compute.curves(results.board())
+    if not found:
+        return ""
+    out = ["<h2 id='compute'>Score against compute</h2>",
+           "<p class='note'>Each configuration's curve metrics (scored during training on "
+           "<code>evaluation.curve_images</code> images) against the training FLOPs spent so far: mean and 95% CI "
+           "over seeds. The table lists where one configuration's mean overtakes another's "
+           "(<code>crossovers.csv</code>); a crossover inside both confidence bands is not yet a ranking.</p>"]
+    for metric in sorted({c.metric for c in found}):
+        name = f"compute_{files.slug(metric)}.png"
+        out.append(_img(results.out / FIGURES / name, f"{metric} against training FLOPs (figures/{name})"))
+    table = compute.crossovers(found, results.board().info)
+    if table.empty:
+        out.append("<p>No configuration overtakes another over the FLOPs they share.</p>")
+    else:
+        rows = "".join(f"<tr><td class='text'>{_e(r.metric)}</td><td>{r.flops:.3g}</td>"
+                       f"<td class='text'>{_e(r.summary)}</td></tr>" for r in table.itertuples())
+        out.append("<div class='scroll'><table class='crossovers'><thead><tr><th class='text'>metric</th>"
+                   f"<th>FLOPs</th><th class='text'>crossover</th></tr></thead><tbody>{rows}</tbody></table></div>")
+    return "\n".join(o for o in out if o)
 
 
 def _search(results: Results) -> str:

@@ -12,7 +12,7 @@ import pandas as pd
 
 from ..results import files, record
 from ..results.store import Results
-from . import figures, html, leaderboard, tuning
+from . import compute, figures, html, leaderboard, tuning
 from .context import FIGURES, context, projection
 
 TABLES = {"csv": "results.csv", "json": "results.json", "md": "leaderboard.md"}
@@ -28,9 +28,14 @@ def write_tables(results: Results) -> None:
     table = results.tuning()
     if not table.empty:
         record.write_text(results.out / TUNING, csv_safe(table).to_csv(index=False))
+    found = compute.curves(results.board())
+    if found:
+        table = compute.crossovers(found, results.board().info)
+        record.write_text(results.out / CROSSOVERS, csv_safe(table).to_csv(index=False))
 
 
 TUNING = "tuning.csv"
+CROSSOVERS = "crossovers.csv"  # where one configuration overtakes another, against training FLOPs
 
 
 def draw_run(results: Results, rec: dict, projection_name: str | None = None) -> list[Path]:
@@ -50,6 +55,9 @@ def draw_suite(results: Results) -> list[Path]:
     if not table.empty:
         made.append(tuning.figure(files.inside(folder, "tuning.png"), table))
     board = results.board()
+    found = compute.curves(board)
+    for metric in sorted({c.metric for c in found}):
+        made.append(compute.figure(files.inside(folder, f"compute_{files.slug(metric)}.png"), found, metric, board.info))
     for model, key, lines in figures.sweeps(board):
         name = f"sweep_{files.slug(model)}_{files.slug(key)}.png"  # names from records: made safe
         made.append(figures.sweep(files.inside(folder, name), board, model, key, lines))

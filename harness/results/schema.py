@@ -109,7 +109,8 @@ FIELDS: dict[str, Field] = {
     "history": Field(False, _opt(_list_of(_entry)), "a list of mappings of numbers",
                      "mean losses per logging window, with step, epoch and seconds"),
     "eval_history": Field(False, _opt(_list_of(_entry)), "a list of mappings of numbers",
-                          "metrics computed during training"),
+                          "metrics computed during training, with the step, epoch, seconds and "
+                          "training FLOPs of each point"),
     "curve_seconds": Field(False, _opt(_number), "a number", "time spent on them, off the budget clock"),
     "curve_images": Field(False, _opt(_number), "a number", "evaluation images they used"),
     "metrics": Field(False, _opt(_metrics), "a mapping of metric names to numbers",
