@@ -26,10 +26,10 @@ RUN_FIGURES = [("reconstructions.png", "Reconstructions"), ("samples.png", "Samp
 
 CSS = """
 body { font: 15px/1.5 system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2rem auto;
-       max-width: 1320px; padding: 0 1rem; color: #1f2328; }
+       max-width: 1380px; padding: 0 .75rem; color: #1f2328; }
 h1, h2, h3 { line-height: 1.2; } h2 { border-bottom: 1px solid #d0d7de; padding-bottom: .3rem; }
 table { border-collapse: collapse; margin: .5rem 0; font-variant-numeric: tabular-nums; font-size: 13px; }
-th, td { border: 1px solid #d0d7de; padding: .25rem .45rem; text-align: right; }
+th, td { border: 1px solid #d0d7de; padding: .25rem .3rem; text-align: right; }
 th { background: #f6f8fa; } td.text, th.text { text-align: left; } td.num { white-space: nowrap; }
 .scroll { overflow-x: auto; }
 td strong { color: #116329; } .legend, .note { color: #59636e; font-size: 13px; }
