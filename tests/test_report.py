@@ -143,7 +143,7 @@ def test_tables_load_without_cleaning(out):
 
 def test_suite_figures_compare_configurations(out):
     figures = {p.name for p in (out / "figures").glob("*.png")}
-    assert figures == {"reconstructions.png", "samples.png", "sweep_vae_latent_dim.png"}
+    assert figures == {"reconstructions.png", "samples.png", "sweep_vae_latent_dim.png", "compute_bce.png"}
     recon = _png(out / "figures" / "reconstructions.png")
     ae_only = _png(_runs(out)["ae/0"] / "reconstructions.png")
     assert recon.shape[0] > 2 * ae_only.shape[0]  # original + 4 reconstructing configurations

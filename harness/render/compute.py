@@ -95,11 +95,11 @@ def crossovers(found: list[Curve], info: dict, grid_points: int = 200) -> pd.Dat
                     t = gap[k] / (gap[k] - gap[k + 1])  # the zero between two grid points, in log FLOPs
                     at = math.exp(math.log(grid[k]) + t * (math.log(grid[k + 1]) - math.log(grid[k])))
                     before, after = (a, b) if gap[k] > 0 else (b, a)
+                    holds = bool(np.all(ahead[k + 1:] == ahead[k + 1]))
                     rows.append({"metric": metric, "flops": at, "leader_before": before.label,
-                                 "leader_after": after.label, "holds_to_end": bool(np.all(ahead[k + 1:] == ahead[k + 1])),
-                                 "range_end_flops": hi,
+                                 "leader_after": after.label, "holds_to_end": holds, "range_end_flops": hi,
                                  "summary": f"{after.label} better than {before.label} from {at:.2g} FLOPs on"
-                                            + ("" if np.all(ahead[k + 1:] == ahead[k + 1]) else " (for a while)")})
+                                            + ("" if holds else " (for a while)")})
     columns = ["metric", "flops", "leader_before", "leader_after", "holds_to_end", "range_end_flops", "summary"]
     return pd.DataFrame(rows, columns=columns).sort_values(["metric", "flops"], ignore_index=True)
 
