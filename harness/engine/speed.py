@@ -74,7 +74,7 @@ def judge(rec: dict, peak: float | None, best_before: float | None) -> list[str]
     throughput, and flag it ``contended`` with the reasons, under any budget; returns them.
 
     Under a seconds budget contention bends the scores; under a FLOP, step or epoch budget
-    only the timing cells (train s, img/s, % peak, sample s/1k)."""
+    only the training timing cells (train s, img/s, % peak)."""
     speed = rec.get("throughput") or {}
     if peak:
         speed["peak_fraction"] = round(min(1.0, speed.get("flops_per_second", 0) / peak), 4)
