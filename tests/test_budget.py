@@ -124,14 +124,19 @@ def test_throughput_is_recorded(finished_folder):
     assert step["batch_size"] == 64 and rec["budget_used"]["flops"] == 8 * step["flops"] > 0
 
 
-def test_a_crowded_run_under_a_seconds_budget_is_flagged_everywhere(write_suite, tmp_path, monkeypatch, capsys,
-                                                                   keep_threads):
+def _crowded_run(write_suite, tmp_path, monkeypatch, budget: str):
+    """One run while the load average reads three jobs above the cores: (its folder, its record)."""
     monkeypatch.setattr(speed, "load", lambda: speed.cores() + 3.0)  # as if three more jobs ran
     out = tmp_path / "out"
-    assert main(["run", str(write_suite(SUITE.format(budget="{seconds: 0.5, steps: 5}"))), "--out", str(out),
-                 "--threads", "1"]) == 0
+    assert main(["run", str(write_suite(SUITE.format(budget=budget))), "--out", str(out), "--threads", "1"]) == 0
     (rec,) = _records(out)
     assert rec["contended"] and "load average" in rec["contended"][0]
+    return out, rec
+
+
+def test_a_crowded_run_under_a_seconds_budget_is_flagged_everywhere(write_suite, tmp_path, monkeypatch, capsys,
+                                                                   keep_threads):
+    out, rec = _crowded_run(write_suite, tmp_path, monkeypatch, "{seconds: 0.5, steps: 5}")
     assert "looks contended" in capsys.readouterr().out
     board = (out / "leaderboard.md").read_text()
     assert "‡" in board and "contended" in board and "--threads 1" in board
@@ -141,12 +146,7 @@ def test_a_crowded_run_under_a_seconds_budget_is_flagged_everywhere(write_suite,
 
 def test_a_crowded_run_under_a_steps_budget_marks_only_its_timings(write_suite, tmp_path, monkeypatch, capsys,
                                                                  keep_threads):
-    monkeypatch.setattr(speed, "load", lambda: speed.cores() + 3.0)
-    out = tmp_path / "out"
-    assert main(["run", str(write_suite(SUITE.format(budget="{steps: 5}"))), "--out", str(out),
-                 "--threads", "1"]) == 0
-    (rec,) = _records(out)
-    assert rec["contended"] and "load average" in rec["contended"][0]
+    out, rec = _crowded_run(write_suite, tmp_path, monkeypatch, "{steps: 5}")
     assert "its scores stand, its timings (train s, img/s, % peak) do not" in capsys.readouterr().out
     board = (out / "leaderboard.md").read_text()
     cells = next(line for line in board.splitlines() if line.startswith("| 1 ")).split("|")

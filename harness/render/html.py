@@ -12,10 +12,9 @@ from pathlib import Path
 
 import yaml
 
-from ..results import stats
+from ..results import files, stats
 from ..results.store import Results
 from ..results.tuning import best_trial, trial_value
-from ..results import files
 from . import compute, leaderboard, tuning
 from .context import FIGURES, context
 
