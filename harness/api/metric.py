@@ -41,6 +41,9 @@ class EvalOptions:
         "torch-fidelity's Inception-v3 (needs feature_extractor_weights_path)")
     feature_extractor_weights_path: Optional[str] = option(
         None, "local Inception weights file (pt_inception-2015-12-05-6726825d.pth); nothing is downloaded")
+    save_samples: bool = option(False, "also keep the samples each run was scored on, as runs/<run>/samples.npz "
+                                "(uint8, with their labels for a conditional model), e.g. for `genbench score` "
+                                "or other code")
     curve_metrics: tuple[str, ...] = option(
         (), "metrics also computed during training, for the training-curve figure (budget clock paused)")
     curve_every: float = option(1.0, "epochs between two evaluations during training", min=0.01)

@@ -27,7 +27,7 @@ from .pluginmanager import Registry
 from .progress import SuiteProgress
 from .tracking import Tracking, run_info
 
-RUN_FILES = ("model.pt", snapshot.SNAPSHOT, "error.log")  # what execute_run makes; nothing else lands
+RUN_FILES = ("model.pt", snapshot.SNAPSHOT, "samples.npz", "error.log")  # what execute_run makes; nothing else lands
 
 
 class Driver:

@@ -41,8 +41,8 @@ def seeded(device: torch.device, seed: int):
 
 
 def evaluate(model: Model, data: DeviceData, metrics: list[Metric], options: EvalOptions | None = None,
-             seed: int = 0, metric_options: Mapping[str, Any] | None = None
-             ) -> tuple[dict[str, float | None], dict[str, Any]]:
+             seed: int = 0, metric_options: Mapping[str, Any] | None = None, context: type[EvalContext] = EvalContext,
+             keep: dict | None = None) -> tuple[dict[str, float | None], dict[str, Any]]:
     """Score ``model`` on every metric; None where it lacks a capability or gave no finite value.
 
     Every draw comes from streams seeded by ``seed`` (the run's), so a run's scores do
@@ -51,10 +51,12 @@ def evaluate(model: Model, data: DeviceData, metrics: list[Metric], options: Eva
     model whose outputs break their contract still fails the run). Returns the scores
     and the details to record (per-metric extras, the extractor hash, and a reason for
     every value left empty). ``metric_options`` maps a metric's name to its options
-    (defaults where missing).
+    (defaults where missing). ``context`` makes what metrics see (``genbench score``
+    streams given samples through a subclass). ``keep``, if given, receives the samples
+    the metrics scored (``samples``, ``sample_labels``), when any metric drew them.
     """
     metric_options = metric_options or {}
-    ctx = EvalContext(model, data, options)
+    ctx = context(model, data, options)
     model.eval()
     scores: dict[str, float | None] = {}
     with torch.no_grad(), seeded(data.eval.images.device, derive_seed(seed, "evaluation")):
@@ -80,6 +82,8 @@ def evaluate(model: Model, data: DeviceData, metrics: list[Metric], options: Eva
             scores[metric.name] = value if math.isfinite(value) else None
             if not math.isfinite(value):  # strict JSON has no NaN: null plus the reason
                 ctx.details.setdefault("not_finite", {})[metric.name] = f"the metric gave {value}"
+    if keep is not None and "samples" in vars(ctx):  # drawn by a metric: never drawn only to be kept
+        keep.update(samples=ctx.samples, sample_labels=ctx.sample_labels)
     return scores, ctx.details
 
 

@@ -69,6 +69,16 @@ def new_record(suite: Suite, run: RunSpec, run_id: str, data: DeviceData, device
     return rec
 
 
+def samples_npz(kept: dict) -> bytes:
+    """The scored samples as uint8 (N, C, H, W), and their labels when asked by class."""
+    arrays = {"samples": kept["samples"].mul(255).round().to(torch.uint8).cpu().numpy()}
+    if kept.get("sample_labels") is not None:
+        arrays["labels"] = kept["sample_labels"].cpu().numpy()
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **arrays)
+    return buffer.getvalue()
+
+
 def execute_run(suite: Suite, run: RunSpec, run_id: str, registry: Registry, data: DeviceData,
                 device: torch.device, emit: Emit | None = None) -> RunOutput:
     """Train and score one run; a failure becomes a record with status 'failed' (and an
@@ -111,7 +121,11 @@ def execute_run(suite: Suite, run: RunSpec, run_id: str, registry: Registry, dat
             out.files["model.pt"] = buffer.getvalue()
         emit("progress", {"fraction": 1.0, "info": "scoring"})
         started = time.perf_counter()
-        rec["metrics"], details = evaluate(model, data, metrics, suite.evaluation, run.seed, suite.metric_options)
+        kept: dict = {}
+        rec["metrics"], details = evaluate(model, data, metrics, suite.evaluation, run.seed, suite.metric_options,
+                                           keep=kept)
+        if suite.evaluation.save_samples and kept and not trial:
+            out.files["samples.npz"] = samples_npz(kept)
         rec["metric_errors"] = details.pop("errors", {})
         rec["metric_details"] = details
         out.warnings += [f"metric '{name}' failed for {run.label} seed {run.seed}: {failure['error']} "

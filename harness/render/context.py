@@ -19,7 +19,8 @@ def context(results: Results) -> str:
     budget = ", ".join(f"{v:g} {k}" for k, v in (s.get("budget") or {}).items())
     versions = env.get("versions") or {}
     parts = [f"Data set {dataset.get('name', '?')}, scored on its {dataset.get('eval_split', 'test')} split",
-             f"training budget per run: {budget or '?'} (first reached)",
+             *([f"training budget per run: {budget or '?'} (first reached)"] if "score" not in s else
+               [f"sample sets made elsewhere, scored by `genbench score` ({len(results.records)} sets)"]),
              f"seeds {', '.join(map(str, s.get('seeds', [])))}",
              *([f"searched configurations: {s['trials']} trials each ({s.get('sampler', 'random')} sampler), "
                 f"scored on {dataset.get('validation', '?')} validation images held out of the training split "
@@ -30,7 +31,9 @@ def context(results: Results) -> str:
     if any("sample" in meta.get("requires", ()) for meta in info.values()):
         evaluation = s.get("evaluation") or {}
         extractor = evaluation.get("feature_extractor", "domain")
-        parts.append(f"sample metrics on {evaluation.get('num_samples', '?')} samples in the feature space of "
+        counts = sorted({(r.get("samples") or {}).get("count") for r in results.records} - {None}) or \
+            [evaluation.get("num_samples", "?")]
+        parts.append(f"sample metrics on {'/'.join(map(str, counts))} samples in the feature space of "
                      + ("the data set's shipped classifier (not comparable with Inception FID from papers)"
                         if extractor == "domain" else "Inception-v3"))
     return "; ".join(parts) + "."

@@ -80,6 +80,11 @@ class Board:
     def searched(self) -> bool:
         return any(r.search for r in self.rows)
 
+    @property
+    def trained(self) -> bool:
+        """False for sample sets scored by ``genbench score``: no training columns then."""
+        return any(not math.isnan(r.train_steps) or not math.isnan(r.train_seconds) for r in self.rows)
+
 
 def metric_info(records: list[dict]) -> dict[str, dict]:
     """Units and directions of the metrics, as recorded with the runs."""
@@ -232,9 +237,10 @@ def legend(board: Board, markup: str = "md") -> str:
     best = {"md": "**bold**", "html": "<strong>bold</strong>", "plain": "bold"}[markup]
     return (f"Mean ± 95% confidence half-width over {n} seeds (t-distribution); ↓ lower is better, "
             f"↑ higher is better; {best}: best in its column; {TIE_MARK} statistically tied with the best "
-            f"(Welch's t-test, p ≥ {stats.ALPHA}); - not applicable; img/s: training images per second; "
-            f"% peak: achieved FLOP/s as a share of the device's matrix-product FLOP/s; sample s/1k: seconds "
-            f"to generate 1,000 samples on the run's device (the median of repeated draws of 100, in one batch)"
+            f"(Welch's t-test, p ≥ {stats.ALPHA}); - not applicable"
+            + ("; img/s: training images per second; % peak: achieved FLOP/s as a share of the device's "
+               "matrix-product FLOP/s; sample s/1k: seconds to generate 1,000 samples on the run's device (the "
+               "median of repeated draws of 100, in one batch)" if board.trained else "")
             + "".join(f"; {BOUND_MARKS[kind]}: {text}, ranked as if exact" for kind, text in BOUND_TEXT.items()
                       if any(c.bound == kind for r in board.rows for c in r.cells.values()))
             + ("; trials: the search's trials of that configuration, each trained on the same budget and "
@@ -264,10 +270,10 @@ def table_rows(board: Board, metrics: list[str] | None = None, bold=("**", "**")
         scores_bent = row.contended and timed_budget(row.runs)
         label = text(row.label) + (f" {CONTENDED_MARK}" if scores_bent else "")
         mark = f" {CONTENDED_MARK}" if row.contended and not scores_bent else ""  # only the timings are off
-        out.append([str(i + 1), label, text(row.model), str(row.seeds), *cells,
-                    f"{row.train_seconds:.1f}{mark}", f"{row.train_steps:.0f}",
-                    _number(row.images_per_second, "{:,.0f}") + mark, _number(row.peak_fraction, "{:.1%}") + mark,
-                    _number(row.sample_seconds, "{:.3g}")]
+        timing = [f"{row.train_seconds:.1f}{mark}", f"{row.train_steps:.0f}",
+                  _number(row.images_per_second, "{:,.0f}") + mark, _number(row.peak_fraction, "{:.1%}") + mark,
+                  _number(row.sample_seconds, "{:.3g}")] if board.trained else []
+        out.append([str(i + 1), label, text(row.model), str(row.seeds), *cells, *timing]
                    + ([trials_text(row.search), text(chosen_text(row.search))] if board.searched else []))
     return out
 
@@ -302,8 +308,8 @@ def _number(value: float, fmt: str) -> str:
 
 def table_headers(board: Board, metrics: list[str] | None = None, unit: bool = True) -> list[str]:
     metrics = board.metrics if metrics is None else metrics
-    return (["#", "configuration", "model", "seeds", *[header(m, board.info, unit) for m in metrics],
-             "train s", "steps", "img/s", "% peak", "sample s/1k"]
+    return (["#", "configuration", "model", "seeds", *[header(m, board.info, unit) for m in metrics]]
+            + (["train s", "steps", "img/s", "% peak", "sample s/1k"] if board.trained else [])
             + (["trials", "chosen options"] if board.searched else []))
 
 
@@ -328,7 +334,8 @@ def units_caption(metrics: list[str], info: dict) -> str:
 
 def rich_table(board: Board, width: int = 100) -> Table:
     """The leaderboard for a terminal: as many metrics as fit ``width``, in suite order."""
-    shown, used = [], 68 + 9 * board.searched  # configuration, seeds, train s, steps, img/s, % peak, s/1k, trials
+    # configuration, seeds, train s, steps, img/s, % peak, s/1k, trials
+    shown, used = [], (68 if board.trained else 28) + 9 * board.searched
     for m in board.metrics:
         cell = max(len(header(m, board.info, unit=False)), *(len(r.cells[m].text()) for r in board.rows)) + 3
         if shown and used + cell > width:

@@ -137,6 +137,12 @@ FIELDS: dict[str, Field] = {
                     "set on a final run of a searched entry: trials, trials_ok, sampler, metric, best_trial, "
                     "best_value (on the validation split) and the chosen options"),
     "rescored": Field(False, _opt(_mapping), "a mapping", "when `genbench rescore` last scored it, and what"),
+    "samples": Field(False, _opt(_string_keys), "a mapping",
+                     "set by `genbench score`: the sample set's source, format, count, whether it had labels, "
+                     "and the file's SHA-256"),
+    "reference": Field(False, _opt(_string_keys), "a mapping",
+                       "set by `genbench score`: the reference images (data set, split, count, SHA-256 of the "
+                       "images and of the training images), the extractor, the statistics read from the cache"),
 }
 
 
@@ -194,6 +200,7 @@ SUITE_FIELDS: dict[str, Field] = {
     "trials": Field(False, lambda v: _int(v) and v >= 0, "a count", "trials per searched entry"),
     "sampler": Field(False, _text(40), "a string", "random or tpe"),
     "search_seed": Field(False, _int, "an integer", "the search's seed"),
+    "score": Field(False, _string_keys, "a mapping", "set by `genbench score`: the sample sets' sources"),
     "runs": Field(False, _list_of(lambda r: _string_keys(r) and _text(1000)(r.get("label"))),
                   "a list of mappings with a label", "the configurations, in the suite's order"),
 }
