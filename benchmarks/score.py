@@ -10,7 +10,7 @@ the data set's files) to its values; each timing is the best of --repeats. The v
 are printed beside each other: FID and precision/recall must agree to rounding; KID
 only within its subset noise for torchmetrics, which draws its own subsets.
 
-    .venv/bin/pip install torchmetrics   # not a genbench dependency
+    .venv/bin/pip install -c constraints.txt -e '.[bench]'   # torchmetrics, not a genbench dependency
     .venv/bin/python benchmarks/score.py [--samples FILE.npz] [--repeats 3]
 
 Without --samples, a VAE is trained on Fashion-MNIST for --steps steps first and its

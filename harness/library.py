@@ -114,11 +114,12 @@ def run_suite(suite: str | Path | dict, out: str | Path | None = None, *, device
 
 def _load(suite, registry):
     from .engine.config import load_suite
+    from .results import files
 
     with tempfile.TemporaryDirectory() as scratch:
         if isinstance(suite, dict):
             path = Path(scratch) / "suite.yaml"
-            path.write_text(yaml.safe_dump(suite, sort_keys=False), encoding="utf-8")
+            files.write_text(path, yaml.safe_dump(suite, sort_keys=False))
         else:
             path = Path(suite)
         return load_suite(path, registry)

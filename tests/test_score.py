@@ -167,6 +167,18 @@ def test_exported_reference_statistics_are_plain_npz_and_import_only_where_they_
     assert "not a genbench reference file" in capsys.readouterr().err
 
 
+def _lying_npz(path: Path) -> None:
+    """An .npz whose array header claims 10^9 images: refused before any allocation."""
+    import io
+    import zipfile
+
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "|u1", "fortran_order": False,
+                                                   "shape": (10**9, 28, 28)})
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("samples.npy", header.getvalue() + b"\0" * 784)
+
+
 def _pickle(path: Path) -> None:
     import pickle
 
@@ -184,6 +196,7 @@ BAD = {
     "few.npy": (lambda p: np.save(p, np.zeros((50, 28, 28), np.uint8)), "subset_size 200"),
     "object.npz": (lambda p: np.savez(p, samples=np.array([{"a": 1}] * 3, dtype=object)), "not a readable .npz"),
     "pickle.npy": (_pickle, "not a NumPy array file"),
+    "lying.npz": (_lying_npz, "declares 784,000,000,000 bytes but holds"),
     "dict.pt": (lambda p: torch.save({"samples": torch.zeros(10, 28, 28)}, p), "holds a dict, not a tensor"),
     "object.pt": (lambda p: torch.save(Path("x"), p), "not a plain tensor file"),
     "text.txt": (lambda p: p.write_text("hello"), "unknown sample format"),
@@ -251,3 +264,30 @@ def test_a_third_party_sample_metric_is_scored_too(mock_plugins, mnist_train):
     result = genbench.score(mnist_train[:500], "mnist", ["brightness", "fid"], real_images=REAL)
     assert result.scores["brightness"] == pytest.approx(mnist_train[:500].mean() / 255, rel=1e-5)
     assert result.details["brightness"] == {"features": 128}
+
+
+@pytest.mark.slow
+def test_inception_features_from_a_local_weights_file(tmp_path, monkeypatch, mnist_train, capsys):
+    """The Inception path end to end, with weights the test makes (none can be downloaded)."""
+    from genbench.api import extractor as ext
+    from genbench.api import fidelity
+
+    fidelity.torch_fidelity()
+    import torch_fidelity.feature_extractor_inceptionv3 as inception
+
+    with monkeypatch.context() as m:  # a randomly initialised network, never a download
+        m.setattr(inception, "load_state_dict_from_url", lambda *a, **k: {})
+        m.setattr(inception.FeatureExtractorInceptionV3, "load_state_dict", lambda self, state: None)
+        torch.manual_seed(0)
+        net = inception.FeatureExtractorInceptionV3("inception-v3-compat", ["2048"])
+    weights = tmp_path / "inception.pth"
+    torch.save(net.state_dict(), weights)
+    np.save(tmp_path / "s.npy", mnist_train[:12])
+    assert main(["score", str(tmp_path / "s.npy"), "--dataset", "mnist", "--extractor", "inception"]) == 2
+    assert "--extractor-weights FILE" in capsys.readouterr().err
+    result = genbench.score(mnist_train[:12], "mnist", ["fid"], extractor="inception", extractor_weights=str(weights),
+                            real_images=12)
+    assert result.details["feature_extractor"] == {"name": "inception-v3-compat", "weights": str(weights),
+                                                   "sha256": ext.file_sha256(weights)}
+    assert result.record["reference"]["extractor"]["sha256"] == ext.file_sha256(weights)
+    assert result.scores["fid"] is not None and result.scores["fid"] > 0

@@ -192,11 +192,30 @@ def _npz(path: Path, key: str | None = None) -> tuple[Any, Any]:
             if key is None:
                 raise BadSamples(f"{path}: holds arrays {', '.join(keys[:20]) or '(none)'}; name the images "
                                  f"'samples' or 'images', keep one array in the file, or pick one as {path}:NAME")
+            _check_member(npz, key, path)
             return npz[key], (npz["labels"] if "labels" in keys else None)
     except BadSamples:
         raise
     except (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError) as err:
         raise BadSamples(f"{path}: not a readable .npz of arrays: {err}") from None
+
+
+MAX_NPZ_MEMBER = 8 << 30  # an .npz member is read whole; larger sets go in an .npy, read in batches
+
+
+def _check_member(npz, key: str, path: Path) -> None:
+    """Before reading a member: its header's shape must fit the bytes it holds, and a bound."""
+    info = npz.zip.getinfo(f"{key}.npy")
+    with npz.zip.open(info) as f:
+        version = np.lib.format.read_magic(f)
+        read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, _, dtype = read(f)
+    size = int(np.prod(shape, dtype=object)) * dtype.itemsize
+    if size > info.file_size:
+        raise BadSamples(f"{path}: array '{key}' declares {size:,} bytes but holds {info.file_size:,}")
+    if size > MAX_NPZ_MEMBER:
+        raise BadSamples(f"{path}: array '{key}' is {size / 2**30:.1f} GiB; an .npz member is read whole, so save "
+                         f"a set this large as .npy (read in batches) or a folder of images")
 
 
 def _pt(path: Path) -> Tensor:

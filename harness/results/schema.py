@@ -142,7 +142,8 @@ FIELDS: dict[str, Field] = {
                      "and the file's SHA-256"),
     "reference": Field(False, _opt(_string_keys), "a mapping",
                        "set by `genbench score`: the reference images (data set, split, count, SHA-256 of the "
-                       "images and of the training images), the extractor, the statistics read from the cache"),
+                       "images, and of the training images when a metric read them), the extractor, the "
+                       "statistics read from the cache"),
 }
 
 
