@@ -112,6 +112,11 @@ class DDPM(genbench.Model):
     likelihood = genbench.Likelihood(exact=False, method="variational bound (Ho et al. 2020, discretized "
                                      "Gaussian decoder), KL terms estimated from stratified timesteps")
 
+    @classmethod
+    def unsupported_shape(cls, options, image_shape):
+        _, h, w = image_shape
+        return "its U-Net halves the image twice: height and width must be multiples of 4" if h % 4 or w % 4 else None
+
     def __init__(self, options: DDPMOptions, data: genbench.DataInfo):
         super().__init__(options, data)
         c, h, w = data.image_shape

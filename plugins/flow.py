@@ -112,6 +112,11 @@ class Flow(genbench.Model):
     likelihood = genbench.Likelihood(exact=False, method="exact density of uniformly dequantized pixels "
                                      "minus D log 256 (a lower bound on log P(x))")
 
+    @classmethod
+    def unsupported_shape(cls, options, image_shape):
+        _, h, w = image_shape
+        return "it squeezes the image twice: height and width must be multiples of 4" if h % 4 or w % 4 else None
+
     def __init__(self, options: FlowOptions, data: genbench.DataInfo):
         super().__init__(options, data)
         c, h, w = data.image_shape

@@ -76,6 +76,14 @@ class GAN(genbench.Model):
     Options = GANOptions
     capabilities = frozenset({Capability.SAMPLE})
 
+    @classmethod
+    def unsupported_shape(cls, options, image_shape):
+        _, h, w = image_shape
+        if options.architecture == "dcgan" and (h % 4 or w % 4):
+            return "architecture dcgan halves the image twice: height and width must be multiples of 4 (or use " \
+                   "architecture: dense)"
+        return None
+
     def __init__(self, options: GANOptions, data: genbench.DataInfo):
         super().__init__(options, data)
         if options.architecture == "dense":

@@ -20,6 +20,7 @@ from torch import nn
 
 import genbench
 from genbench import Capability, option
+from genbench.api import halvings
 from genbench.api.likelihood import discretized_logistic_log_prob, gaussian_latent_draw, importance_weighted
 from genbench.api.losses import bce_with_logits, gaussian_kl, reparameterize
 
@@ -57,7 +58,9 @@ class BetaVAEOptions(VAEOptions):
 
 @dataclasses.dataclass(frozen=True)
 class ConvVAEOptions:
-    channels: tuple[int, ...] = option((32, 64), "widths of the two stride-2 convolutions", min=1)
+    channels: tuple[int, ...] = option((32, 64), "widths of the stride-2 convolutions, from the first; their "
+                                       "number follows the image size (genbench.api.halvings: 2 at 28x28, 3 at "
+                                       "32x32, 4 at 64x64), deeper levels doubling the last width", min=1)
     latent_dim: int = option(16, "size of the latent code z", min=1)
     beta: float = option(1.0, "weight of the KL term", min=0)
     kl_warmup_epochs: float = option(0.0, "epochs of linear KL warm-up (0: none)", min=0)
@@ -66,8 +69,9 @@ class ConvVAEOptions:
     iw_samples: int = iw_option()
 
     def __post_init__(self):
-        if len(self.channels) != 2:
-            raise ValueError(f"channels: give two widths (one per stride-2 layer), got {list(self.channels)}")
+        if not 1 <= len(self.channels) <= 4:
+            raise ValueError(f"channels: give one to four widths (one per stride-2 layer, from the first), got "
+                             f"{list(self.channels)}")
 
 
 class GaussianVAE(genbench.Model):
@@ -241,19 +245,33 @@ class ConvVAE(GaussianVAE):
     description = "convolutional VAE: two stride-2 convolutions, mirrored transposed decoder"
     Options = ConvVAEOptions
 
+    @classmethod
+    def unsupported_shape(cls, options, image_shape):
+        if halvings(*image_shape[1:]) == 0:
+            return "it halves the image at least once: height and width must be even and at least 8"
+        return None
+
     def __init__(self, options: ConvVAEOptions, data: genbench.DataInfo):
         super().__init__(options, data)
         c, h, w = data.image_shape
-        c1, c2 = options.channels
-        self.feature_shape = (c2, h // 4, w // 4)
-        flat = c2 * (h // 4) * (w // 4)
-        self.encoder = nn.Sequential(
-            nn.Conv2d(c, c1, 4, 2, 1), nn.ReLU(), nn.Conv2d(c1, c2, 4, 2, 1), nn.ReLU(), nn.Flatten())
+        levels = halvings(h, w)
+        if levels == 0:
+            raise ValueError(self.unsupported_shape(options, data.image_shape))
+        widths = list(options.channels[:levels])
+        widths += [widths[-1] * 2 ** (i + 1) for i in range(levels - len(widths))]
+        self.feature_shape = (widths[-1], h >> levels, w >> levels)
+        flat = widths[-1] * (h >> levels) * (w >> levels)
+        down = []
+        for a, b in zip([c, *widths], widths):
+            down += [nn.Conv2d(a, b, 4, 2, 1), nn.ReLU()]
+        self.encoder = nn.Sequential(*down, nn.Flatten())
         self.to_mean = nn.Linear(flat, options.latent_dim)
         self.to_logvar = nn.Linear(flat, options.latent_dim)
         self.from_z = nn.Sequential(nn.Linear(options.latent_dim, flat), nn.ReLU())
-        self.decoder = nn.Sequential(
-            nn.ConvTranspose2d(c2, c1, 4, 2, 1), nn.ReLU(), nn.ConvTranspose2d(c1, c * self.outputs_per_pixel, 4, 2, 1))
+        up = []
+        for a, b in zip(widths[::-1], [*widths[-2::-1], c * self.outputs_per_pixel]):
+            up += [nn.ConvTranspose2d(a, b, 4, 2, 1), nn.ReLU()]
+        self.decoder = nn.Sequential(*up[:-1])  # no activation after the last: logits
 
     def encode(self, x, y=None):
         h = self.encoder(x)

@@ -203,8 +203,8 @@ def test_conv_vae_rejects_wrong_channel_count(write_suite, registry):
     from genbench.errors import ConfigErrors
 
     path = write_suite("name: x\ndataset: {name: mnist}\nbudget: {steps: 1}\n"
-                       "runs: [{model: conv_vae, options: {channels: [8, 16, 32]}}]\n")
-    with pytest.raises(ConfigErrors, match=r"runs\[0\].options: channels: give two widths"):
+                       "runs: [{model: conv_vae, options: {channels: [8, 16, 32, 64, 128]}}]\n")
+    with pytest.raises(ConfigErrors, match=r"runs\[0\].options: channels: give one to four widths"):
         load_suite(path, registry)
 
 

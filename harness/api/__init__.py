@@ -12,12 +12,12 @@ from .hookspecs import hookimpl
 from .likelihood import CONVENTIONS, Likelihood
 from .logger import Logger, RunInfo, SuiteInfo
 from .metric import DEGRADATIONS, Claim, EvalContext, EvalOptions, Metric, MetricSetup
-from .model import CAPABILITIES, Batch, Capability, Contract, DataInfo, Model, NoOptions, Step
+from .model import CAPABILITIES, Batch, Capability, Contract, DataInfo, Model, NoOptions, Step, halvings
 from .options import option
 
 __all__ = [
     "Batch", "CACHE_DIR", "CAPABILITIES", "Capability", "Claim", "Contract", "DEGRADATIONS", "DataError", "DataInfo",
     "DataNotFound", "Dataset", "DomainNet", "EvalContext", "EvalOptions", "ExtractorSpec", "Factor",
-    "ImageSet", "Likelihood", "CONVENTIONS", "Logger", "Metric", "MetricSetup", "Model", "NoOptions", "RunInfo", "Step",
+    "ImageSet", "Likelihood", "CONVENTIONS", "Logger", "Metric", "MetricSetup", "Model", "NoOptions", "RunInfo", "Step", "halvings",
     "SuiteInfo", "find_files", "hookimpl", "option", "read_idx", "search_roots", "to_float",
     "torchvision_download"]

@@ -159,6 +159,19 @@ class Model(nn.Module):
         self.grad_scaler: torch.amp.GradScaler | None = None  # set by the harness under fp16
         self.optimize_calls = 0
 
+    @classmethod
+    def unsupported_shape(cls, options, image_shape: tuple[int, int, int]) -> str | None:
+        """Why this model cannot take images of ``image_shape`` (C, H, W) under
+        ``options``, or None when it can.
+
+        Called by ``genbench validate`` and ``run`` for every run before any data is
+        loaded, so a shape the model cannot take is one line naming the model and the
+        shape, never a failure halfway through a suite. The default accepts every shape;
+        override it when ``__init__`` or the networks have a rule (e.g. "height and width
+        must be multiples of 4").
+        """
+        return None
+
     def configure_optimizers(self) -> dict[str, torch.optim.Optimizer]:
         """Create the optimizers (called once, after the move to the device).
 
@@ -280,3 +293,14 @@ class Model(nn.Module):
     def has(cls, capability: Capability) -> bool:
         """Declared, or implied by a declared capability (``POSTERIOR`` implies ``LATENT``)."""
         return capability in expand(cls.capabilities)
+
+
+def halvings(height: int, width: int, smallest: int = 4, most: int = 4) -> int:
+    """How many times a convolutional network can halve an image exactly: while both sides
+    are even and the halves stay at least ``smallest``, at most ``most`` times. 28x28: 2
+    (28, 14, 7); 16x16: 2; 32x32: 3; 64x64: 4; 30x30: 1. Built-in models pick their depth
+    from it, so one suite file works at every size."""
+    count = 0
+    while count < most and height % 2 == 0 and width % 2 == 0 and min(height, width) // 2 >= smallest:
+        height, width, count = height // 2, width // 2, count + 1
+    return count

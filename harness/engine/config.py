@@ -25,7 +25,7 @@ from ..results.files import slug
 from ..results import yamlfile
 from .pluginmanager import Registry
 from .precision import TrainingOptions
-from .runentries import RunSpec, expand_runs
+from .runentries import RunSpec, check_shapes, expand_runs
 from .searchspace import Search, check_searches
 from .suitefile import BudgetConfig, DatasetConfig, ReportOptions, SuiteFile
 
@@ -242,6 +242,8 @@ def _validate(data: Any, reg: Registry, errors: list, warnings: list) -> Suite |
     searched: list = []
     runs = expand_runs(data.get("runs"), top.seeds if top else (0,), reg, errors, searched, training)
     searches = check_searches(top, searched, primary, dataset, reg, errors)
+    if dataset_options is not None:
+        check_shapes(runs, searched, dataset.name, reg.datasets[dataset.name].image_shape, reg, errors)
     if errors or top is None:
         return None
     return Suite(path="", name=top.name, description=top.description, dataset=dataset,

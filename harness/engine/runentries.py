@@ -122,6 +122,30 @@ def expand_runs(entries: Any, seeds: tuple[int, ...], reg: Registry, errors: lis
                  for label, model, options, where, training in configs for seed in seeds if options is not None)
 
 
+def check_shapes(runs: tuple[RunSpec, ...], searched: list, dataset: str, shape, reg: Registry,
+                 errors: list) -> None:
+    """Each run's model can take the data set's images (a searched entry: under its fixed options)."""
+    seen = set()
+    entries = [(r.model, r.options, r.where) for r in runs]
+    for _, entry, _, where, _ in searched:
+        base, _ = opt.build(reg.models[entry.model].Options, entry.options, where + ("options",))
+        if base is not None:
+            entries.append((entry.model, base, where))
+    for model, options, where in entries:
+        key = (model, repr(options), where)  # one check per configuration, not per seed
+        if key in seen:
+            continue
+        seen.add(key)
+        try:
+            problem = reg.models[model].unsupported_shape(options, tuple(shape))
+        except Exception as err:  # a plugin's broken check must not hide the others
+            problem = f"its unsupported_shape raised {type(err).__name__}: {err}"
+        if problem:
+            size = "x".join(map(str, shape))
+            errors.append((where + ("model",), f"model '{model}' cannot take the {size} images of data set "
+                           f"'{dataset}': {problem}"))
+
+
 def _entry_training(entry: RunEntry, suite_training: TrainingOptions | None, where: tuple,
                     errors: list) -> TrainingOptions | None:
     """An entry's own ``training:`` over the suite's (None where it has none)."""
