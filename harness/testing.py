@@ -163,9 +163,9 @@ def check_dataset(cls: type[Dataset], options=None, root=None) -> None:
         images = dataset.load(split, root, False)
         if not isinstance(images, ImageSet):
             _fail(cls, "load", f"the {split} split must be a genbench.ImageSet, got {type(images).__name__}")
-        if tuple(images.images.shape[1:]) != tuple(cls.image_shape):
+        if tuple(images.images.shape[1:]) != cls.image_shape_of(dataset.options):
             _fail(cls, "load", f"{split} images are {tuple(images.images.shape[1:])}, image_shape says "
-                  f"{tuple(cls.image_shape)}")
+                  f"{cls.image_shape_of(dataset.options)}")
         if len(images) == 0:
             _fail(cls, "load", f"the {split} split is empty")
         if cls.class_names and not (0 <= int(images.labels.min()) and int(images.labels.max()) < len(cls.class_names)):

@@ -95,6 +95,13 @@ class Dataset:
     def __init__(self, options=None):
         self.options = options if options is not None else self.Options()
 
+    @classmethod
+    def image_shape_of(cls, options) -> tuple[int, int, int]:
+        """The (C, H, W) of the images under ``options``: ``image_shape`` unless the
+        options choose it (``image_folder``'s ``size`` and ``channels``). ``validate``
+        checks every model against it before anything loads."""
+        return tuple(cls.image_shape)
+
     def load(self, split: str, root: Path | None, download: bool) -> ImageSet:
         """Return the ``"train"`` or ``"test"`` split.
 

@@ -243,7 +243,8 @@ def _validate(data: Any, reg: Registry, errors: list, warnings: list) -> Suite |
     runs = expand_runs(data.get("runs"), top.seeds if top else (0,), reg, errors, searched, training)
     searches = check_searches(top, searched, primary, dataset, reg, errors)
     if dataset_options is not None:
-        check_shapes(runs, searched, dataset.name, reg.datasets[dataset.name].image_shape, reg, errors)
+        check_shapes(runs, searched, dataset.name, reg.datasets[dataset.name].image_shape_of(dataset_options), reg,
+                     errors)
     if errors or top is None:
         return None
     return Suite(path="", name=top.name, description=top.description, dataset=dataset,
