@@ -12,10 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import io
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Literal, Optional
 
@@ -23,7 +20,7 @@ import numpy as np
 import torch
 
 import genbench
-from genbench.api import CACHE_DIR, DataError
+from genbench.api import DataError, cached_arrays
 
 SUFFIXES = (".png", ".jpg", ".jpeg")
 SPLIT_SEED = 2468  # one held-out split for every run and seed
@@ -93,20 +90,6 @@ def cache_key(folder: Path, paths: list[Path], options: ImageFolderOptions) -> s
     return digest.hexdigest()[:32]
 
 
-def _write_atomically(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def test_mask(labels: np.ndarray, fraction: float) -> np.ndarray:
     """A seeded, class-stratified test split: ``fraction`` of each class (at least one
     image of a class with two or more), the same for every run."""
@@ -136,24 +119,14 @@ class ImageFolder(genbench.Dataset):
             raise DataError("image_folder: set dataset.options.path to the folder of images")
         folder = Path(opts.path).expanduser()
         paths, labels, _ = scan(folder)
-        cache = CACHE_DIR.expanduser() / "image_folder" / f"{cache_key(folder, paths, opts)}.npz"
-        if cache.is_file():
-            try:
-                with np.load(cache, allow_pickle=False) as npz:
-                    images, cached_labels = npz["images"], npz["labels"]
-                if len(images) == len(paths) and images.shape[1:] == self.image_shape_of(opts):
-                    return images, cached_labels, paths
-            except (OSError, ValueError, KeyError):
-                pass  # damaged: decoded again and replaced
-        images = np.stack([decode(p, opts.size, opts.channels) for p in paths])
-        labels = np.asarray(labels, dtype=np.int64)
-        buffer = io.BytesIO()
-        np.savez(buffer, images=images, labels=labels)
-        try:
-            _write_atomically(cache, buffer.getvalue())
-        except OSError:
-            pass  # a read-only cache costs time, never a result
-        return images, labels, paths
+
+        def build():
+            return {"images": np.stack([decode(p, opts.size, opts.channels) for p in paths]),
+                    "labels": np.asarray(labels, dtype=np.int64)}
+        arrays = cached_arrays("image_folder", cache_key(folder, paths, opts), build)
+        if len(arrays["images"]) != len(paths) or arrays["images"].shape[1:] != self.image_shape_of(opts):
+            arrays = build()  # a cache entry that does not fit its key: never trusted
+        return arrays["images"], arrays["labels"], paths
 
     def load(self, split, root, download):
         images, labels, paths = self._all()

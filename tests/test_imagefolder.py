@@ -27,7 +27,9 @@ def make_folder(root, per_class=(6, 5, 4), size=(24, 16), mode="RGB", seed=0):
 
 @pytest.fixture
 def cache(tmp_path, monkeypatch):
-    monkeypatch.setattr(imagefolder, "CACHE_DIR", tmp_path / "cache")
+    from genbench.api import dataset
+
+    monkeypatch.setattr(dataset, "CACHE_DIR", tmp_path / "cache")
     return tmp_path / "cache"
 
 
@@ -45,10 +47,10 @@ def test_a_folder_of_class_folders_loads_split_by_class_and_cached(tmp_path, cac
     assert any(torch.equal(torch.from_numpy(original), im) for im in everything)
     assert len(list(cache.rglob("*.npz"))) == 1
     # the second load reads the cache; a changed file is decoded again
+    real_decode = imagefolder.decode
     monkeypatch.setattr(imagefolder, "decode", lambda *a: pytest.fail("decoded again"))
     assert torch.equal(ImageFolder(options).load("test", None, False).images, test.images)
-    monkeypatch.undo()
-    monkeypatch.setattr(imagefolder, "CACHE_DIR", cache)
+    monkeypatch.setattr(imagefolder, "decode", real_decode)
     Image.new("RGB", (24, 16), (9, 9, 9)).save(folder / "class2" / "0.png")
     assert len(list(cache.rglob("*.npz"))) == 1
     ImageFolder(options).load("train", None, False)

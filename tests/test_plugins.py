@@ -28,7 +28,8 @@ def test_builtins_come_from_entry_points_of_the_genbench_distribution():
     assert vae["distribution"] == "genbench" and vae["plugin"] == "vae"
     assert vae["capabilities"] == ["decode", "likelihood", "posterior", "reconstruct", "sample"]
     assert {o["name"] for o in vae["options"]} >= {"hidden_dim", "latent_dim", "beta", "kl_warmup_epochs"}
-    assert {d["name"] for d in info["datasets"]} == {"mnist", "fashion_mnist", "dsprites", "image_folder"}
+    assert {d["name"] for d in info["datasets"]} == {"mnist", "fashion_mnist", "dsprites", "image_folder",
+                                                       "cifar10", "svhn", "imagenet32", "imagenet64", "celeba64"}
     assert {"bce", "kl"} <= {m["name"] for m in info["metrics"]}
     assert info["warnings"] == []
 

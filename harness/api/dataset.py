@@ -197,6 +197,64 @@ def torchvision_download(cls_name: str, root: Path, tried: list[str], timeout: f
         socket.setdefaulttimeout(old)
 
 
+def download_archive(url: str, folder: Path, md5: str, tried: list[str], timeout: float = 20.0,
+                     extract: bool = True) -> bool:
+    """Download ``url`` into ``folder`` (and extract it) with torchvision's utilities,
+    checking its MD5; False (and a note in ``tried``) when offline or on any failure."""
+    from .._torchvision_compat import ensure_torchvision
+
+    utils = ensure_torchvision().datasets.utils
+    old = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(timeout)
+    try:
+        if extract:
+            utils.download_and_extract_archive(url, str(folder), md5=md5)
+        else:
+            utils.download_url(url, str(folder), md5=md5)
+        return True
+    except Exception as err:  # any network, mirror or checksum failure: report, don't crash
+        tried.append(f"download of {url} into {folder} ({type(err).__name__})")
+        return False
+    finally:
+        socket.setdefaulttimeout(old)
+
+
+def cached_arrays(kind: str, key: str, build) -> dict[str, np.ndarray]:
+    """Arrays a data set decodes once (``build() -> {name: array}``), kept as
+    ``~/.cache/genbench/data/<kind>/<key>.npz``. Make ``key`` from everything the arrays
+    depend on (files' sizes and modification times, options). The file is written
+    atomically and read without pickle; a damaged one is built again, and a cache that
+    cannot be written costs time, never a result."""
+    import io
+    import tempfile
+
+    path = CACHE_DIR.expanduser() / kind / f"{key}.npz"
+    if path.is_file():
+        try:
+            with np.load(path, allow_pickle=False) as npz:
+                return {name: npz[name] for name in npz.files}
+        except Exception:  # damaged: built again and replaced
+            pass
+    arrays = build()
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(buffer.getvalue())
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+    except OSError:
+        pass
+    return arrays
+
+
 def to_float(images: Tensor) -> Tensor:
     """uint8 images to floats in [0, 1]."""
     return images.to(torch.float32).div_(255.0)
