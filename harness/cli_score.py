@@ -8,12 +8,13 @@ from pathlib import Path
 
 from .errors import UserError
 
-DESCRIPTION = """Score sample sets made elsewhere against a data set's reference images, with the
-metrics, feature extractor and seeded evaluation of `genbench run`, and write a results folder
-like run's (leaderboard, results.csv/json, report.html with sample grids), which `genbench compare`
-can set beside a run's. Each SAMPLES is an .npz/.npy array (uint8 in 0..255 or floats in [0, 1];
-N x H x W, N x C x H x W or N x H x W x C), a .pt tensor, or a folder of PNG/JPEG images. Sets named
-NAME-seed<k> are seed k of configuration NAME."""
+DESCRIPTION = """Score sample sets made elsewhere against a data set's reference images, with
+the metrics, feature extractor and seeded evaluation of `genbench run`, and
+write a results folder like run's (leaderboard, results.csv/json, report.html
+with sample grids), which `genbench compare` can set beside a run's. Each
+SAMPLES is an .npz/.npy array (uint8 in 0..255 or floats in [0, 1]; N x H x W,
+N x C x H x W or N x H x W x C), a .pt tensor, or a folder of PNG/JPEG images.
+Sets named NAME-seed<k> are seed k of configuration NAME."""
 
 
 def add_parser(sub) -> None:
