@@ -51,6 +51,10 @@ def test_check_metrics_images_score_in_the_expected_order_and_to_the_same_number
     assert fid["blur_2"] == recorded[("blur", 2.0)]
     assert fid["uniform_swap_1"] == recorded[("uniform_swap", 1.0)]
     assert printed == pytest.approx(fid, rel=1e-9)
+    from genbench.api.extractor import file_sha256
+
+    shas = {r["samples"]["sha256"] for r in genbench.load_results(out).records}
+    assert shas == {file_sha256(images)}  # the file the arrays came from
 
 
 TINY_RUN = {"name": "tiny-saved", "dataset": {"name": "mnist", "subset": 512, "test_subset": REAL},
@@ -291,3 +295,13 @@ def test_inception_features_from_a_local_weights_file(tmp_path, monkeypatch, mni
                                                    "sha256": ext.file_sha256(weights)}
     assert result.record["reference"]["extractor"]["sha256"] == ext.file_sha256(weights)
     assert result.scores["fid"] is not None and result.scores["fid"] > 0
+
+
+def test_the_validation_split_is_a_reference_too(mnist_train):
+    """--split validation: 10,000 training images held out (the same ones as a suite's
+    dataset.validation: 10000), recorded as the reference."""
+    result = genbench.score(mnist_train[:1000], "mnist", ["fid"], split="validation", real_images=REAL)
+    assert result.record["reference"]["split"] == "validation" and result.record["eval_split"] == "validation"
+    # another reference, another FID
+    test = genbench.score(mnist_train[:1000], "mnist", ["fid"], real_images=REAL)
+    assert result.scores["fid"] != test.scores["fid"] and result.record["reference"]["images"] == REAL

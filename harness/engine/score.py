@@ -32,7 +32,7 @@ from .config import DatasetConfig, metric_entry
 from .data import DeviceData, load_split, prepare
 from .evaluate import check_metrics, evaluate
 from .pluginmanager import Registry
-from .samplefiles import BadSamples, SampleSet
+from .samplefiles import BadSamples, SampleSet, split_key
 
 ALLOWED = frozenset({Capability.SAMPLE, Capability.CONDITIONAL})
 # Images read and featurised at a time: a multiple of the extraction batches (256 on a
@@ -246,7 +246,7 @@ def score_set(samples: SampleSet, data: DeviceData, metrics: list[Metric], eval_
            "metric_info": {m.name: m.info() for m in metrics}, "metrics": scores,
            "metric_errors": details.pop("errors", {}), "metric_details": details,
            "samples": {"source": samples.name, "format": samples.format, "count": samples.count,
-                       "labelled": samples.labels is not None, "sha256": _file_sha(Path(samples.name))},
+                       "labelled": samples.labels is not None, "sha256": _file_sha(split_key(Path(samples.name))[0])},
            "reference": {**{k: v for k, v in data.cache.identity.items() if k != "format"},
                          "from_cache": sorted(set(data.cache.hits)), "imported": bool(data.cache.imported)}}
     rec["eval_seconds"] = round(time.perf_counter() - clock, 3)
