@@ -150,16 +150,16 @@ def score_sets(samples: Sequence[Any], dataset: str, metrics: Sequence[str] | No
                               real_images, cache, Path(reference) if reference else None, device)
     if out is not None:
         _check_empty(Path(out))
-    paths = samplefiles.expand([str(s) for s in samples if isinstance(s, (str, Path))])
-    named = iter(samplefiles.named_sets(paths, group))
+    # paths and globs become files, named as configurations and seeds; arrays stay as they are
+    items = [p for s in samples for p in (samplefiles.expand([str(s)]) if isinstance(s, (str, Path)) else [s])]
+    named = iter(samplefiles.named_sets([p for p in items if isinstance(p, Path)], group))
     sets = []
-    for i, item in enumerate(samples):
-        if isinstance(item, (str, Path)):
-            for _ in samplefiles.expand([str(item)]):
-                path, label, seed = next(named)
-                sets.append(samplefiles.open_set(path, shape, label, seed))
+    for i, item in enumerate(items):
+        if isinstance(item, Path):
+            path, label, seed = next(named)
+            sets.append(samplefiles.open_set(path, shape, label, seed))
         else:
-            label = group or ("samples" if len(samples) == 1 else f"samples{i}")
+            label = group or ("samples" if len(items) == 1 else f"samples{i}")
             sets.append(samplefiles.from_memory(item, shape, label, i if group else 0))
     if not sets:
         raise UserError("no sample sets given")
