@@ -101,9 +101,6 @@ def quantised(images: Tensor) -> Tensor:
 class ScoreContext(EvalContext):
     """What metrics see of a given sample set: features computed a batch at a time."""
 
-    def __init__(self, model: Given, data: DeviceData, options: EvalOptions | None = None):
-        super().__init__(model, data, options)
-
     @functools.cached_property
     def samples(self) -> Tensor:  # only a metric in pixel space asks for all of them at once
         return quantised(self.model.set.all()).to(self.device)
