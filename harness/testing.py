@@ -30,7 +30,9 @@ from .engine.data import DeviceData
 from .engine.evaluate import evaluate
 from .engine.train import train
 
-__all__ = ["check_dataset", "check_metric", "check_model", "tiny_data"]
+__all__ = ["SHAPES", "check_dataset", "check_metric", "check_model", "tiny_data"]
+
+SHAPES = ((1, 28, 28), (3, 32, 32), (3, 64, 64))  # check_model's default: grey, then colour at two sizes
 
 
 def tiny_data(image_shape: tuple[int, int, int] = (1, 28, 28), num_classes: int = 10, n: int = 256,
@@ -63,9 +65,15 @@ def _build(cls: type[Model], options, data: DeviceData, seed: int) -> Model:
     return model
 
 
-def check_model(cls: type[Model], options=None, image_shape: tuple[int, int, int] = (1, 28, 28),
-                num_classes: int = 10, steps: int = 3, batch_size: int = 32) -> None:
-    """Check a model plugin class against every rule the harness relies on."""
+def check_model(cls: type[Model], options=None, image_shape: tuple[int, int, int] | None = None,
+                num_classes: int = 10, steps: int = 3, batch_size: int = 32,
+                image_shapes: tuple[tuple[int, int, int], ...] = SHAPES) -> None:
+    """Check a model plugin class against every rule the harness relies on.
+
+    It trains and checks the model on each of ``image_shapes`` (grey 28x28, colour 32x32
+    and 64x64), or on ``image_shape`` alone when given. A shape the model refuses through
+    ``unsupported_shape`` is skipped; a model must take at least one.
+    """
     if not (isinstance(cls, type) and issubclass(cls, Model)):
         raise AssertionError(f"{cls!r} is not a subclass of genbench.Model")
     if not (dataclasses.is_dataclass(cls.Options) and cls.Options.__dataclass_params__.frozen):
@@ -82,6 +90,25 @@ def check_model(cls: type[Model], options=None, image_shape: tuple[int, int, int
     if cls.has(Capability.LIKELIHOOD) and not isinstance(cls.likelihood, Likelihood):
         _fail(cls, "likelihood", "'likelihood' is declared: set likelihood = genbench.Likelihood(exact=..., "
               "method=...) to say what log_likelihood returns")
+    shapes = [tuple(image_shape)] if image_shape is not None else [tuple(s) for s in image_shapes]
+    opts = options if options is not None else cls.Options()
+    taken = [s for s in shapes if not cls.unsupported_shape(opts, s)]
+    if not taken:
+        names = ", ".join(_shape(s) for s in shapes)
+        _fail(cls, "unsupported_shape", f"refuses every shape checked ({names}): "
+              f"{cls.unsupported_shape(opts, shapes[0])}")
+    for shape in taken:
+        try:
+            _check_on(cls, options, shape, num_classes, steps, batch_size)
+        except AssertionError as error:
+            raise AssertionError(f"{error} (on {_shape(shape)} images)") from None
+
+
+def _shape(shape) -> str:
+    return "x".join(map(str, shape))
+
+
+def _check_on(cls, options, image_shape, num_classes, steps, batch_size) -> None:
     data = tiny_data(image_shape, num_classes)
     _check_train_step(cls, _build(cls, options, data, seed=0), data, batch_size)  # its own instance
     model = _build(cls, options, data, seed=0)

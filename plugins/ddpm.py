@@ -20,12 +20,13 @@ from torch import nn
 
 import genbench
 from genbench import Capability, option
+from genbench.api import halvings
 from genbench.api.likelihood import discretized_gaussian_log_prob
 
 
 @dataclasses.dataclass(frozen=True)
 class DDPMOptions:
-    channels: int = option(32, "U-Net width at full resolution (doubled at 1/2 and 1/4)", min=8)
+    channels: int = option(32, "U-Net width at full resolution (doubled below it; one resolution per genbench.api.halvings: full, 1/2, 1/4 at 28x28, down to 1/8 at 32x32, 1/16 at 64x64)", min=8)
     timesteps: int = option(1000, "diffusion steps T", min=2)
     schedule: Literal["cosine", "linear"] = option("cosine", "noise schedule: cosine (Nichol & Dhariwal) or "
                                                    "linear (Ho et al., beta 1e-4..0.02 scaled by 1000/T)")
@@ -69,20 +70,27 @@ class ResBlock(nn.Module):
 
 
 class UNet(nn.Module):
-    """Three resolutions (full, 1/2, 1/4), one residual block each way, skip connections."""
+    """One resolution per ``halvings`` of the image plus the full one (full, 1/2, 1/4 at
+    28x28; down to 1/8 at 32x32 and 1/16 at 64x64), width c at full resolution and 2c
+    below, one residual block each way, skip connections."""
 
-    def __init__(self, c_img: int, c: int):
+    def __init__(self, c_img: int, c: int, levels: int = 2):
         super().__init__()
         t_dim = 4 * c
         self.c = c
+        widths = [c] + [2 * c] * levels
         self.time = nn.Sequential(nn.Linear(c, t_dim), nn.SiLU(), nn.Linear(t_dim, t_dim))
         self.inp = nn.Conv2d(c_img, c, 3, padding=1)
-        self.down = nn.ModuleList([ResBlock(c, c, t_dim), ResBlock(c, 2 * c, t_dim), ResBlock(2 * c, 2 * c, t_dim)])
-        self.pool = nn.ModuleList([nn.Conv2d(c, c, 3, stride=2, padding=1),
-                                   nn.Conv2d(2 * c, 2 * c, 3, stride=2, padding=1)])
+        self.down = nn.ModuleList([ResBlock(a, b, t_dim) for a, b in zip([c, *widths], widths)])
+        self.pool = nn.ModuleList([nn.Conv2d(w, w, 3, stride=2, padding=1) for w in widths[:-1]])
         self.mid = ResBlock(2 * c, 2 * c, t_dim)
-        self.up = nn.ModuleList([ResBlock(4 * c, 2 * c, t_dim), ResBlock(4 * c, c, t_dim), ResBlock(2 * c, c, t_dim)])
-        self.unpool = nn.ModuleList([nn.Conv2d(2 * c, 2 * c, 3, padding=1), nn.Conv2d(c, c, 3, padding=1)])
+        skips, ups, h = widths[::-1], [], widths[-1]
+        for i, skip in enumerate(skips):
+            out = skips[i + 1] if i + 1 < len(skips) else c
+            ups.append(ResBlock(h + skip, out, t_dim))
+            h = out
+        self.up = nn.ModuleList(ups)
+        self.unpool = nn.ModuleList([nn.Conv2d(w, w, 3, padding=1) for w in skips[1:]])
         self.out = nn.Sequential(nn.GroupNorm(min(8, c), c), nn.SiLU(), nn.Conv2d(c, c_img, 3, padding=1))
         nn.init.zeros_(self.out[-1].weight)
         nn.init.zeros_(self.out[-1].bias)
@@ -114,15 +122,16 @@ class DDPM(genbench.Model):
 
     @classmethod
     def unsupported_shape(cls, options, image_shape):
-        _, h, w = image_shape
-        return "its U-Net halves the image twice: height and width must be multiples of 4" if h % 4 or w % 4 else None
+        if halvings(*image_shape[1:]) == 0:
+            return "its U-Net halves the image at least once: height and width must be even and at least 8"
+        return None
 
     def __init__(self, options: DDPMOptions, data: genbench.DataInfo):
         super().__init__(options, data)
-        c, h, w = data.image_shape
-        if h % 4 or w % 4:
-            raise ValueError(f"ddpm halves the image twice: height and width must be multiples of 4, got {h}x{w}")
-        self.net = UNet(c, options.channels)
+        reason = self.unsupported_shape(options, data.image_shape)
+        if reason:
+            raise ValueError(f"ddpm: {reason}")
+        self.net = UNet(data.image_shape[0], options.channels, halvings(*data.image_shape[1:]))
         betas = betas_for(options.schedule, options.timesteps)
         # Schedules are rebuilt from the options, not saved: model.pt holds the network only.
         self.register_buffer("betas", betas.float(), persistent=False)

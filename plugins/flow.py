@@ -1,7 +1,8 @@
 """A Glow-style normalizing flow (Kingma & Dhariwal 2018; Dinh et al. 2017 for the couplings).
 
-Dequantized pixels go through a logit, two squeezes and steps of (activation
-normalisation, invertible 1x1 convolution, affine coupling) to a standard normal. The
+Dequantized pixels go through a logit, squeezes and steps of (activation normalisation,
+invertible 1x1 convolution, affine coupling) to a standard normal: one squeeze per
+``halvings`` of the image, at most three (two at 28x28, three at 32x32 and 64x64). The
 density is exact by change of variables; the 8-bit likelihood is a lower bound through
 uniform dequantization (``genbench.api.likelihood``).
 """
@@ -17,23 +18,32 @@ from torch import nn
 
 import genbench
 from genbench import Capability, option
+from genbench.api import halvings
 from genbench.api.likelihood import LEVELS, dequantize, importance_weighted
 
 ALPHA = 1e-6  # the logit's margin: x -> logit(ALPHA + (1 - 2 ALPHA) x)
 SAMPLE_LIMIT = 1e4
+MAX_SQUEEZES = 3  # a fourth would leave 768 channels of 4x4 at 3x64x64
+
+
+def squeezes(image_shape) -> int:
+    return halvings(*image_shape[1:], smallest=1, most=MAX_SQUEEZES)  # a squeeze needs only even sides
 
 
 @dataclasses.dataclass(frozen=True)
 class FlowOptions:
-    steps: tuple[int, ...] = option((8, 8), "flow steps after the first and after the second squeeze", min=1)
+    steps: tuple[int, ...] = option((8, 8), "flow steps after each squeeze, from the first; there is one squeeze "
+                                    "per genbench.api.halvings of the image, at most 3 (2 at 28x28, 3 at 32x32 "
+                                    "and 64x64), later squeezes repeating the last count", min=1)
     hidden: int = option(96, "channels of each coupling's network", min=1)
     lr: float = option(1e-3, "Adam learning rate", min=0)
     dequantizations: int = option(1, "evaluation only: dequantization draws per image; above 1 the bound is "
                                   "importance-weighted over them (tighter)", min=1, evaluation=True)
 
     def __post_init__(self):
-        if len(self.steps) != 2:
-            raise ValueError(f"steps: give two counts (one per squeeze), got {list(self.steps)}")
+        if not 1 <= len(self.steps) <= MAX_SQUEEZES:
+            raise ValueError(f"steps: give one to {MAX_SQUEEZES} counts (one per squeeze, from the first), got "
+                             f"{list(self.steps)}")
 
 
 def squeeze(x: torch.Tensor) -> torch.Tensor:
@@ -106,7 +116,7 @@ class Coupling(nn.Module):
 
 class Flow(genbench.Model):
     name = "flow"
-    description = "Glow-style flow: logit, 2 squeezes, (actnorm, 1x1 conv, affine coupling) steps; exact density"
+    description = "Glow-style flow: logit, squeezes, (actnorm, 1x1 conv, affine coupling) steps; exact density"
     Options = FlowOptions
     capabilities = frozenset({Capability.SAMPLE, Capability.LIKELIHOOD})
     likelihood = genbench.Likelihood(exact=False, method="exact density of uniformly dequantized pixels "
@@ -114,16 +124,20 @@ class Flow(genbench.Model):
 
     @classmethod
     def unsupported_shape(cls, options, image_shape):
-        _, h, w = image_shape
-        return "it squeezes the image twice: height and width must be multiples of 4" if h % 4 or w % 4 else None
+        if squeezes(image_shape) == 0:
+            return "it squeezes the image at least once: height and width must be even"
+        return None
 
     def __init__(self, options: FlowOptions, data: genbench.DataInfo):
         super().__init__(options, data)
-        c, h, w = data.image_shape
-        if h % 4 or w % 4:
-            raise ValueError(f"flow squeezes twice: image height and width must be multiples of 4, got {h}x{w}")
+        reason = self.unsupported_shape(options, data.image_shape)
+        if reason:
+            raise ValueError(f"flow: {reason}")
+        c = data.image_shape[0]
+        levels = squeezes(data.image_shape)
+        counts = list(options.steps[:levels]) + [options.steps[-1]] * (levels - len(options.steps))
         self.levels = nn.ModuleList()
-        for level, count in enumerate(options.steps):
+        for level, count in enumerate(counts):
             ch = c * 4 ** (level + 1)
             self.levels.append(nn.ModuleList(
                 nn.ModuleList([ActNorm(ch), InvConv(ch), Coupling(ch, options.hidden)]) for _ in range(count)))
@@ -160,7 +174,8 @@ class Flow(genbench.Model):
     def sample(self, n, labels=None):
         c, h, w = self.data.image_shape
         dtype = next(self.parameters()).dtype
-        z = torch.randn(n, c * 16, h // 4, w // 4, device=self.device, dtype=dtype)
+        k = len(self.levels)
+        z = torch.randn(n, c * 4 ** k, h >> k, w >> k, device=self.device, dtype=dtype)
         for level in reversed(self.levels):
             for step in reversed(level):
                 for layer in reversed(step):

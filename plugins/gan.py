@@ -18,13 +18,15 @@ from torch import nn
 
 import genbench
 from genbench import Capability, option
+from genbench.api import halvings
 
 
 @dataclasses.dataclass(frozen=True)
 class GANOptions:
     latent_dim: int = option(64, "size of the generator's input noise", min=1)
     architecture: Literal["dense", "dcgan"] = option(
-        "dense", "dense: MLP pair 256-512; dcgan: transposed-conv generator, conv discriminator")
+        "dense", "dense: MLP pair 256-512; dcgan: transposed-conv generator, conv discriminator, one stride-2 "
+        "layer per genbench.api.halvings of the image (2 at 28x28, 3 at 32x32, 4 at 64x64)")
     prior: Literal["normal", "uniform"] = option("normal", "noise distribution: N(0, I) or U(-1, 1)")
     hidden_dim: int = option(256, "width of the first dense layer (dense) or base channels x4 (dcgan)", min=1)
     lr: float = option(1.5e-3, "Adam learning rate of the generator", min=0)
@@ -56,17 +58,22 @@ def with_spectral_norm(net: nn.Module) -> nn.Module:
 
 
 def dcgan_pair(z: int, shape: tuple[int, int, int], h: int) -> tuple[nn.Module, nn.Module]:
+    """A DCGAN pair whose depth follows the image: one stride-2 layer per ``halvings`` (2 at
+    28x28, 3 at 32x32, 4 at 64x64), widths hidden_dim/4 at full size, doubling per halving."""
     c, height, width = shape
-    c2, c1 = h // 2, h // 4  # e.g. 128 and 64 channels for hidden_dim 256
-    generator = nn.Sequential(
-        nn.Linear(z, c2 * (height // 4) * (width // 4)), nn.Unflatten(1, (c2, height // 4, width // 4)),
-        nn.BatchNorm2d(c2), nn.ReLU(),
-        nn.ConvTranspose2d(c2, c1, 4, 2, 1), nn.BatchNorm2d(c1), nn.ReLU(),
-        nn.ConvTranspose2d(c1, c, 4, 2, 1), nn.Flatten())
-    discriminator = nn.Sequential(
-        nn.Conv2d(c, c1, 4, 2, 1), nn.LeakyReLU(0.2),
-        nn.Conv2d(c1, c2, 4, 2, 1), nn.BatchNorm2d(c2), nn.LeakyReLU(0.2),
-        nn.Flatten(), nn.Linear(c2 * (height // 4) * (width // 4), 1))
+    levels = halvings(height, width)
+    widths = [max(1, h // 4) * 2 ** i for i in range(levels)]  # e.g. 64, 128 for hidden_dim 256 at 28x28
+    small = (height >> levels, width >> levels)
+    # Layers are made in the order they run, so a seed gives the networks it gave before.
+    up = [nn.Linear(z, widths[-1] * small[0] * small[1]), nn.Unflatten(1, (widths[-1], *small)),
+          nn.BatchNorm2d(widths[-1]), nn.ReLU()]
+    for a, b in zip(widths[::-1], widths[-2::-1]):
+        up += [nn.ConvTranspose2d(a, b, 4, 2, 1), nn.BatchNorm2d(b), nn.ReLU()]
+    generator = nn.Sequential(*up, nn.ConvTranspose2d(widths[0], c, 4, 2, 1), nn.Flatten())
+    down = [nn.Conv2d(c, widths[0], 4, 2, 1), nn.LeakyReLU(0.2)]
+    for a, b in zip(widths, widths[1:]):
+        down += [nn.Conv2d(a, b, 4, 2, 1), nn.BatchNorm2d(b), nn.LeakyReLU(0.2)]
+    discriminator = nn.Sequential(*down, nn.Flatten(), nn.Linear(widths[-1] * small[0] * small[1], 1))
     return generator, discriminator
 
 
@@ -78,10 +85,9 @@ class GAN(genbench.Model):
 
     @classmethod
     def unsupported_shape(cls, options, image_shape):
-        _, h, w = image_shape
-        if options.architecture == "dcgan" and (h % 4 or w % 4):
-            return "architecture dcgan halves the image twice: height and width must be multiples of 4 (or use " \
-                   "architecture: dense)"
+        if options.architecture == "dcgan" and halvings(*image_shape[1:]) == 0:
+            return "architecture dcgan halves the image at least once: height and width must be even and at " \
+                   "least 8 (or use architecture: dense)"
         return None
 
     def __init__(self, options: GANOptions, data: genbench.DataInfo):

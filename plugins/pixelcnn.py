@@ -8,6 +8,7 @@ have no blind spot. ``cpixelcnn`` adds the class label as a bias in every gate.
 from __future__ import annotations
 
 import dataclasses
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -22,7 +23,8 @@ LEVELS = 256
 @dataclasses.dataclass(frozen=True)
 class PixelCNNOptions:
     channels: int = option(32, "channels of each stack", min=1)
-    layers: int = option(5, "gated layers after the first", min=1)
+    layers: Optional[int] = option(None, "gated layers after the first (null: 5 per 28 rows of the image, "
+                                   "rounded: 5 at 28x28, 6 at 32x32, 11 at 64x64)", min=1)
     kernel: int = option(3, "width of the gated convolutions (odd)", min=3)
     first_kernel: int = option(7, "width of the first, masked convolution (odd)", min=3)
     lr: float = option(1e-3, "Adam learning rate", min=0)
@@ -88,11 +90,13 @@ class PixelCNN(genbench.Model):
         c_img = data.image_shape[0]
         classes = data.num_classes if self.conditional else 0
         c = options.channels
+        # The depth follows the height, so the receptive field keeps about the same share of the image.
+        depth = options.layers or max(1, round(5 * data.image_shape[1] / 28))
         self.layers = nn.ModuleList([GatedLayer(c_img, c, options.first_kernel, True, classes)] +
-                                    [GatedLayer(c, c, options.kernel, False, classes) for _ in range(options.layers)])
+                                    [GatedLayer(c, c, options.kernel, False, classes) for _ in range(depth)])
         self.head = nn.Sequential(nn.ReLU(), nn.Conv2d(c, 2 * c, 1), nn.ReLU(), nn.Conv2d(2 * c, c_img * LEVELS, 1))
         # Rows above a pixel that can reach it: its receptive field upwards (for fast sampling).
-        self.reach = options.first_kernel // 2 + options.layers * (options.kernel // 2) + 1
+        self.reach = options.first_kernel // 2 + depth * (options.kernel // 2) + 1
 
     def configure_optimizers(self):
         return {"adam": torch.optim.Adam(self.parameters(), lr=self.options.lr, fused=self.fused)}

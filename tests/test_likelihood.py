@@ -233,7 +233,7 @@ def test_ddpm_bound_is_finite_and_sampling_steps_are_an_evaluation_option(regist
 ])
 def test_likelihood_models_pass_the_plugin_checks(registry, name, options):
     cls = registry.models[name]
-    check_model(cls, opt.build(cls.Options, options)[0], steps=2)
+    check_model(cls, opt.build(cls.Options, options)[0], image_shape=(1, 28, 28), steps=2)  # colour: test_shapes
 
 
 def test_a_bernoulli_vae_gets_a_dash_with_the_reason_and_a_logistic_one_a_bound(registry):
