@@ -26,7 +26,9 @@ from genbench.api.likelihood import discretized_gaussian_log_prob
 
 @dataclasses.dataclass(frozen=True)
 class DDPMOptions:
-    channels: int = option(32, "U-Net width at full resolution (doubled below it; one resolution per genbench.api.halvings: full, 1/2, 1/4 at 28x28, down to 1/8 at 32x32, 1/16 at 64x64)", min=8)
+    channels: int = option(32, "U-Net width at full resolution (doubled below it; one resolution per "
+                           "genbench.api.halvings: full, 1/2, 1/4 at 28x28, down to 1/8 at 32x32 and 1/16 at "
+                           "64x64)", min=8)
     timesteps: int = option(1000, "diffusion steps T", min=2)
     schedule: Literal["cosine", "linear"] = option("cosine", "noise schedule: cosine (Nichol & Dhariwal) or "
                                                    "linear (Ho et al., beta 1e-4..0.02 scaled by 1000/T)")
