@@ -146,20 +146,6 @@ def _parser() -> argparse.ArgumentParser:
                      "whose model has it; repeatable")
     res.set_defaults(func=cmd_rescore)
 
-    ext = sub.add_parser("extractor", help="train a data set's domain feature extractor",
-                         description="Domain feature extractors give FID, KID and precision/recall a feature "
-                         "space for any data set (see README, 'Feature extractors').")
-    ext_sub = ext.add_subparsers(dest="action", required=True, metavar="ACTION")
-    train = ext_sub.add_parser("train", help="train one on a registered data set's train split",
-                               description="Train the domain feature extractor of DATASET (seeded, deterministic), "
-                               "write it to FILE, and print its test accuracy and the SHA-256 to pin in the "
-                               "data set plugin's ExtractorSpec.")
-    train.add_argument("dataset", metavar="DATASET")
-    train.add_argument("--out", metavar="FILE", required=True, type=Path)
-    train.add_argument("--epochs", type=int, default=6, help="passes over the train split (default 6)")
-    train.add_argument("--batch-size", type=int, default=128)
-    train.add_argument("--subset", type=int, help="train on only the first N images (for a quick try)")
-    train.set_defaults(func=cmd_extractor_train)
 
     chk = sub.add_parser("check-metrics", help="score degraded real images: does each sample metric respond "
                          "to the defects it claims to?",
@@ -181,9 +167,10 @@ def _parser() -> argparse.ArgumentParser:
     chk.add_argument("--device", default="cpu", help="cpu, auto, cuda or cuda:N (default cpu)")
     chk.set_defaults(func=cmd_check_metrics)
 
-    from . import cli_score
+    from . import cli_extractor, cli_score
 
     cli_score.add_parser(sub)
+    cli_extractor.add_parser(sub)
 
     plug = sub.add_parser("plugins", help="list installed models, data sets, metrics and loggers",
                           description="List what the installed plugins register, and which "
@@ -280,21 +267,6 @@ def cmd_rescore(args, registry) -> int:
     metrics = [m.strip() for m in args.metrics.split(",") if m.strip()] if args.metrics else None
     overrides = dict(parse_set(item) for item in args.overrides)
     return rescore(Path(args.dir), registry, metrics, args.suite, args.device, overrides=overrides)
-
-
-def cmd_extractor_train(args, registry) -> int:
-    from .engine import extractors
-
-    if args.epochs < 1 or args.batch_size < 1 or (args.subset is not None and args.subset < 1):
-        raise UserError("--epochs, --batch-size and --subset must be at least 1")
-    accuracy, sha = extractors.train(registry, args.dataset, args.out, args.epochs, args.batch_size, args.subset)
-    cls = registry.datasets[args.dataset]
-    channels, classes = cls.image_shape[0], len(cls.class_names) or "N"
-    print(f"{args.dataset}: test accuracy {accuracy:.4f}; wrote {args.out} ({args.out.stat().st_size} bytes)")
-    print(f"sha256 {sha}")
-    print(f"pin it in the data set plugin: extractor = ExtractorSpec(Path(...) / {args.out.name!r}, {sha!r}, "
-          f"num_classes={classes}, in_channels={channels}, architecture='v2')")
-    return 0
 
 
 def cmd_check_metrics(args, registry) -> int:

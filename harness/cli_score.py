@@ -30,8 +30,9 @@ def add_parser(sub) -> None:
     p.add_argument("--group", metavar="NAME", help="score every set as a seed of configuration NAME")
     p.add_argument("--set", metavar="METRIC.OPTION=VALUE", action="append", default=[], dest="options",
                    help="a metric option, e.g. kid.subset_size=500; repeatable")
-    p.add_argument("--extractor", choices=("domain", "inception"), default="domain",
-                   help="feature space: the data set's pinned domain extractor (default) or Inception-v3")
+    p.add_argument("--extractor", default="domain", metavar="domain|inception|FILE",
+                   help="feature space: the data set's pinned domain extractor (default), Inception-v3, or a "
+                   "weights file `genbench extractor train` wrote (its SHA-256 goes in each record)")
     p.add_argument("--extractor-weights", metavar="FILE", help="with --extractor inception: the local weights file")
     p.add_argument("--real-images", type=int, metavar="N", help="use only the first N reference images")
     p.add_argument("--no-cache", action="store_true", help="compute the reference statistics again; keep nothing")

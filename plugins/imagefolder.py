@@ -20,9 +20,9 @@ import numpy as np
 import torch
 
 import genbench
-from genbench.api import DataError, cached_arrays
+from genbench.api import IMAGE_SUFFIXES as SUFFIXES
+from genbench.api import DataError, cached_arrays, image_files
 
-SUFFIXES = (".png", ".jpg", ".jpeg")
 SPLIT_SEED = 2468  # one held-out split for every run and seed
 MODES = {1: ("L", "1"), 3: ("RGB", "P")}  # what each channel count accepts (P: palette, read as RGB)
 
@@ -43,11 +43,10 @@ def scan(folder: Path) -> tuple[list[Path], list[int], list[str]]:
     """The images, their class numbers and the class names (sorted sub-folder names)."""
     if not folder.is_dir():
         raise DataError(f"image_folder: {folder} is not a folder; set dataset.options.path")
-    base = folder.resolve()
-    found = sorted(p for p in folder.rglob("*") if p.suffix.lower() in SUFFIXES and not p.name.startswith("."))
-    for p in found:
-        if base not in p.resolve().parents:
-            raise DataError(f"image_folder: {p} leads outside {folder}")
+    try:
+        found = image_files(folder)
+    except DataError as err:
+        raise DataError(f"image_folder: {err}") from None
     if not found:
         raise DataError(f"image_folder: no {', '.join(SUFFIXES)} images in {folder}")
     top = [p for p in found if p.parent == folder]

@@ -109,6 +109,37 @@ def test_dsprites_splits_are_seeded_disjoint_and_subset():
     assert torch.equal(loaded.images[:5], ds.draw(ds.grid_factors(test[:5])))
 
 
+def test_color_dsprites_paints_each_sprite_one_colour_from_half_to_full_brightness():
+    options = ds.DSpritesOptions(subset=600, test_size=400, cache=False)
+    grey = ds.DSprites(options).load("train", None, False)
+    colour = ds.ColorDSprites(options).load("train", None, False)
+    assert colour.images.shape == (600, 3, 64, 64) and torch.equal(colour.factors, grey.factors)
+    mask = grey.images[:, 0] > 0
+    assert (colour.images.permute(1, 0, 2, 3)[:, ~mask] == 0).all()  # black background
+    painted = colour.images.permute(0, 2, 3, 1)[mask]  # (pixels, 3)
+    assert painted.min() >= 128 and painted.max() <= 255
+    per_image = colour.images.amax((2, 3))
+    assert torch.equal(colour.images, (mask[:, None] * per_image[:, :, None, None]).to(torch.uint8))
+    assert per_image.float().std(0).min() > 25  # colours vary between images, in each channel
+    # an image keeps its colour in a larger subset (colours follow the grid, not the draw)
+    bigger = ds.ColorDSprites(ds.DSpritesOptions(subset=900, test_size=400, cache=False)).load("train", None, False)
+    assert torch.equal(bigger.images[:600], colour.images)
+
+
+def test_noisy_dsprites_puts_the_white_sprite_over_uniform_noise():
+    options = ds.DSpritesOptions(subset=600, test_size=400, cache=False)
+    grey = ds.DSprites(options).load("test", None, False)
+    noisy = ds.NoisyDSprites(options).load("test", None, False)
+    mask = grey.images[:, 0] > 0
+    assert (noisy.images.permute(1, 0, 2, 3)[:, mask] == 255).all()
+    background = noisy.images.permute(1, 0, 2, 3)[:, ~mask].double()
+    assert abs(background.mean() - 127.5) < 1 and abs(background.std() - 73.9) < 1  # uniform on 0..255
+    again = ds.NoisyDSprites(options).load("test", None, False)
+    assert torch.equal(again.images, noisy.images)  # fixed per image, seeded
+    train = ds.NoisyDSprites(options).load("train", None, False)
+    assert not torch.equal(train.images[:1, :, :4, :4], noisy.images[:1, :, :4, :4])
+
+
 @pytest.mark.slow
 def test_dsprites_cache_is_built_once_and_a_damaged_one_redrawn(tmp_path, monkeypatch):
     monkeypatch.setattr(ds, "CACHE_DIR", tmp_path)
@@ -346,18 +377,19 @@ def test_a_disentanglement_metric_on_a_data_set_without_factors_is_one_line(synt
             "declares none") in err and "Traceback" not in err
 
 
-def test_a_dsprites_run_records_scores_codes_and_a_traversal(write_suite, tmp_path):
+@pytest.mark.parametrize("dataset", ["dsprites", "color_dsprites", "noisy_dsprites"])
+def test_a_dsprites_run_records_scores_codes_and_a_traversal(write_suite, tmp_path, dataset):
     from genbench.cli import main
 
-    path = write_suite("""
+    path = write_suite(f"""
         name: dsmall
-        dataset: {name: dsprites, options: {subset: 2000, test_size: 1500, cache: false}}
-        budget: {steps: 30}
+        dataset: {{name: {dataset}, options: {{subset: 2000, test_size: 1500, cache: false}}}}
+        budget: {{steps: 30}}
         batch_size: 64
         metrics: [kl, mig, factor_vae_score, modularity]
         runs:
           - model: beta_tc_vae
-            options: {hidden_dim: 32, latent_dim: 4}
+            options: {{hidden_dim: 32, latent_dim: 4}}
         """)
     assert main(["run", str(path), "--out", str(tmp_path / "out")]) == 0
     run = next((tmp_path / "out" / "runs").iterdir())

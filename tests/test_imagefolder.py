@@ -73,6 +73,10 @@ def test_a_split_file_and_a_flat_folder(tmp_path, cache):
 
 
 def _bad(kind, folder):
+    if kind == "no images":
+        (folder / "class0").mkdir(parents=True)
+        (folder / "class0" / "notes.txt").write_text("no images here")
+        return folder
     make_folder(folder, per_class=(3, 3))
     target = folder / "class1" / "2.png"
     if kind == "grey beside RGB":
@@ -93,7 +97,8 @@ def _bad(kind, folder):
 @pytest.mark.parametrize("kind, expected", [("grey beside RGB", "image mode L"), ("RGBA", "image mode RGBA"),
                                             ("16-bit", "image mode I;16"), ("truncated", "not a readable image"),
                                             ("not an image", "not a readable image"),
-                                            ("mixed layout", "both in it (stray.png) and in sub-folders")])
+                                            ("mixed layout", "both in it (stray.png) and in sub-folders"),
+                                            ("no images", "no .png")])
 def test_bad_folders_are_one_line_naming_the_file(tmp_path, cache, write_suite, capsys, kind, expected):
     target = _bad(kind, tmp_path / "imgs")
     path = write_suite(f"""
@@ -120,9 +125,9 @@ def test_a_suite_trains_on_a_folder_and_validate_checks_the_chosen_size(tmp_path
         metrics: [bce, ssim]
         runs: [{{model: {model}}}]
     """
-    odd = write_suite(suite.format(path=tmp_path / "imgs", size=30, model="flow"), "odd.yaml")
+    odd = write_suite(suite.format(path=tmp_path / "imgs", size=27, model="flow"), "odd.yaml")
     assert main(["validate", str(odd), "--no-data"]) == 2
-    assert "cannot take the 3x30x30 images of data set 'image_folder'" in capsys.readouterr().err
+    assert "cannot take the 3x27x27 images of data set 'image_folder'" in capsys.readouterr().err
     ok = write_suite(suite.format(path=tmp_path / "imgs", size=16, model="conv_vae"), "ok.yaml")
     assert main(["run", str(ok), "--out", str(tmp_path / "out"), "--device", "cpu"]) == 0
     assert (tmp_path / "out" / "figures" / "reconstructions.png").is_file()

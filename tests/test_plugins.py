@@ -29,7 +29,8 @@ def test_builtins_come_from_entry_points_of_the_genbench_distribution():
     assert vae["capabilities"] == ["decode", "likelihood", "posterior", "reconstruct", "sample"]
     assert {o["name"] for o in vae["options"]} >= {"hidden_dim", "latent_dim", "beta", "kl_warmup_epochs"}
     assert {d["name"] for d in info["datasets"]} == {"mnist", "fashion_mnist", "dsprites", "image_folder",
-                                                       "cifar10", "svhn", "imagenet32", "imagenet64", "celeba64"}
+                                                       "cifar10", "svhn", "imagenet32", "imagenet64", "celeba64",
+                                                       "color_dsprites", "noisy_dsprites", "color_shapes"}
     assert {"bce", "kl"} <= {m["name"] for m in info["metrics"]}
     assert info["warnings"] == []
 

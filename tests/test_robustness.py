@@ -374,7 +374,7 @@ def test_a_missing_or_tampered_extractor_is_refused_before_training(synthetic_da
 
     mock_plugins("mock_tampered", register_datasets=lambda register: register(Tampered))
     text = "name: t\ndataset: {name: %s}\nbudget: {steps: 1}\nmetrics: [fid]\nruns: [{model: vae}]\n"
-    for dataset, said in (("tampered", f"{weights} has sha256 "), ("synthetic", "ships none; train one with")):
+    for dataset, said in (("tampered", f"{weights} has sha256 "), ("synthetic", "ships none: train one with `genbench extractor train")):
         suite = write_suite(text % dataset, f"{dataset}.yaml")
         assert main(["validate", str(suite)]) == 2
         assert said in capsys.readouterr().err

@@ -85,8 +85,8 @@ SMALL = {
     "ddpm": {"channels": 8, "timesteps": 20, "sample_steps": 3, "bound_timesteps": 3},
     "flow": {"steps": [1], "hidden": 8},
     "beta_tc_vae": {"hidden_dim": 32, "latent_dim": 4},
-    "pixelcnn": {"channels": 8},
-    "cpixelcnn": {"channels": 8},
+    "pixelcnn": {"channels": 4, "layers": 1},
+    "cpixelcnn": {"channels": 4, "layers": 1},
 }
 SLOW = {"pixelcnn", "cpixelcnn"}  # 4,096 sequential draws per 64x64 sample
 

@@ -4,8 +4,9 @@ Built-in plugins import nothing else (a test checks this), so they register exac
 the way a third party's package does.
 """
 
-from .dataset import (CACHE_DIR, DataError, DataNotFound, Dataset, ImageSet, cached_arrays, download_archive,
-                      find_files, read_idx, search_roots, to_float, torchvision_download)
+from .dataset import (CACHE_DIR, IMAGE_SUFFIXES, DataError, DataNotFound, Dataset, ImageSet, cached_arrays,
+                      download_archive, find_files, image_files, read_idx, search_roots, to_float,
+                      torchvision_download)
 from .extractor import DomainNet, ExtractorSpec
 from .factors import Factor
 from .hookspecs import hookimpl
@@ -20,4 +21,4 @@ __all__ = [
     "DataNotFound", "Dataset", "DomainNet", "EvalContext", "EvalOptions", "ExtractorSpec", "Factor",
     "ImageSet", "Likelihood", "CONVENTIONS", "Logger", "Metric", "MetricSetup", "Model", "NoOptions", "RunInfo", "Step", "halvings",
     "SuiteInfo", "find_files", "hookimpl", "option", "read_idx", "search_roots", "to_float",
-    "torchvision_download", "cached_arrays", "download_archive"]
+    "torchvision_download", "cached_arrays", "download_archive", "image_files", "IMAGE_SUFFIXES"]

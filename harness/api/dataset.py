@@ -255,6 +255,25 @@ def cached_arrays(kind: str, key: str, build) -> dict[str, np.ndarray]:
     return arrays
 
 
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+
+
+def image_files(folder: Path) -> list[Path]:
+    """Every PNG/JPEG file in ``folder`` and its sub-folders, sorted, hidden ones left out.
+
+    A link that leads outside the folder is refused (DataError naming it); an empty
+    list is the caller's to refuse, in its own words.
+    """
+    found, base = [], Path(folder).resolve()
+    for p in sorted(Path(folder).rglob("*")):
+        if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."):
+            if base not in p.resolve().parents:
+                raise DataError(f"{p}: refused: it leads outside {folder}")
+            if p.is_file():
+                found.append(p)
+    return found
+
+
 def to_float(images: Tensor) -> Tensor:
     """uint8 images to floats in [0, 1]."""
     return images.to(torch.float32).div_(255.0)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import re
 from pathlib import Path
 
 import torch
@@ -112,6 +113,24 @@ class ExtractorSpec:
         return f"genbench-{self.path.stem}"
 
 
+@dataclasses.dataclass(frozen=True)
+class ExtractorFile:
+    """A domain extractor a suite pins itself, for a data set that ships none:
+    ``evaluation: {feature_extractor: {path: FILE, sha256: HEX}}``, the file and hash that
+    ``genbench extractor train`` writes and prints. A relative path is read from the
+    working folder, as every path in a suite is."""
+
+    path: str = dataclasses.field(metadata={"help": "the weights file `genbench extractor train` wrote"})
+    sha256: str = dataclasses.field(metadata={"help": "its SHA-256, as the command printed it"})
+
+    def __post_init__(self):
+        if not re.fullmatch(r"[0-9a-f]{64}", self.sha256):
+            raise ValueError(f"sha256: expected 64 lower-case hex digits, got {self.sha256!r}")
+
+    def spec(self, in_channels: int, num_classes: int) -> ExtractorSpec:
+        return ExtractorSpec(Path(self.path), self.sha256, num_classes, in_channels)
+
+
 class ExtractorMismatch(RuntimeError):
     """The weights file is missing, not the pinned one, or not the network the spec names."""
 
@@ -134,6 +153,12 @@ def build(spec: ExtractorSpec) -> nn.Module:
         raise ExtractorMismatch(f"{spec.path} holds a {found} network, but its ExtractorSpec says "
                                 f"architecture={spec.architecture!r}; set architecture={found!r}, or leave it "
                                 f"out to read it from the file")
+    head, first = state.get("head.weight"), state.get("body.0.weight")
+    if head is not None and first is not None and (head.shape[0], first.shape[1]) != (spec.num_classes,
+                                                                                     spec.in_channels):
+        raise ExtractorMismatch(f"{spec.path} was trained on {first.shape[1]}-channel images of {head.shape[0]} "
+                                f"classes, not the {spec.in_channels}-channel images of {spec.num_classes} classes "
+                                f"of this data set: train one on it with `genbench extractor train`")
     with torch.random.fork_rng(devices=[]):  # the random init must not move anyone's stream
         net = ARCHITECTURES[wanted](spec.in_channels, spec.num_classes)
     net.load_state_dict(state)

@@ -13,13 +13,14 @@ import dataclasses
 import functools
 import re
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any, Literal, Optional
+from typing import TYPE_CHECKING, Any, Literal, Optional, Union
 
 import torch
 from torch import Tensor
 
 from . import outputs
 from .dataset import to_float
+from .extractor import ExtractorFile
 from .model import Capability, DataInfo, Model, expand
 from .options import option
 
@@ -36,9 +37,10 @@ class EvalOptions:
     """
 
     num_samples: int = option(10000, "images generated for sample metrics (FID, KID, precision/recall)", min=2)
-    feature_extractor: Literal["domain", "inception"] = option(
-        "domain", "features for FID/KID/precision/recall: the data set's shipped classifier, or "
-        "torch-fidelity's Inception-v3 (needs feature_extractor_weights_path)")
+    feature_extractor: Union[Literal["domain", "inception"], ExtractorFile] = option(
+        "domain", "features for FID/KID/precision/recall: the data set's shipped extractor (domain); "
+        "torch-fidelity's Inception-v3 (inception, needs feature_extractor_weights_path); or one you trained "
+        "with `genbench extractor train`, pinned as {path: FILE, sha256: HEX}")
     feature_extractor_weights_path: Optional[str] = option(
         None, "local Inception weights file (pt_inception-2015-12-05-6726825d.pth); nothing is downloaded")
     save_samples: bool = option(False, "also keep the samples each run was scored on, as runs/<run>/samples.npz "

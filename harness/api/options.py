@@ -136,6 +136,11 @@ def _convert(tp: Any, value: Any, path: Path, meta: Mapping) -> tuple[Any, list]
             last = errs
         if len(non_none) == 1:
             return None, last
+        # The one arm of the value's own kind (a mapping's dataclass, a string's choices) says what is wrong.
+        fits = [a for a in non_none if (isinstance(value, Mapping) and dataclasses.is_dataclass(a))
+                or (isinstance(value, str) and typing.get_origin(a) is Literal)]
+        if len(fits) == 1:
+            return None, _convert(fits[0], value, path, meta)[1]
         return None, [(path, f"expected {type_name(tp)}, got {_kind(value)}")]
     if origin is Literal:
         if value in args:

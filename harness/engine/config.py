@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 
 from ..api import options as opt
+from ..api.extractor import ExtractorFile, ExtractorSpec, file_sha256
 from ..api.metric import EvalOptions
 from ..errors import ConfigErrors, did_you_mean, install_hint, shown
 from ..results.files import slug
@@ -158,11 +159,13 @@ def config_hash(config: dict) -> str:
     return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()
 
 
-def load_suite(path: str | Path, registry: Registry, loggers: bool = True) -> Suite:
+def load_suite(path: str | Path, registry: Registry, loggers: bool = True, extractor: bool = True) -> Suite:
     """Read, validate and expand a suite file; raise ConfigErrors listing every problem.
 
     ``loggers=False`` leaves the ``loggers:`` entry out (unchecked): for commands that
     train nothing, such as rescore, a tracker uninstalled since must not stand in the way.
+    ``extractor=False`` leaves the feature extractor unchecked: for ``extractor train``,
+    which makes it.
     """
     path = Path(path)
     name = str(path)
@@ -190,7 +193,7 @@ def load_suite(path: str | Path, registry: Registry, loggers: bool = True) -> Su
     warnings: list[tuple[tuple, str]] = []
     if not loggers and isinstance(data, dict):
         data.pop("loggers", None)
-    suite = _validate(data, registry, errors, warnings)
+    suite = _validate(data, registry, errors, warnings, extractor)
     if errors:
         raise ConfigErrors(*[_format(name, p, m, lines) for p, m in errors])
     return dataclasses.replace(suite, path=name, lines=lines,
@@ -207,7 +210,7 @@ def _format(file: str, path: tuple, message: str, lines: dict) -> str:
     return f"{file}: {where}: {message}" + (f" (line {line})" if line else "")
 
 
-def _validate(data: Any, reg: Registry, errors: list, warnings: list) -> Suite | None:
+def _validate(data: Any, reg: Registry, errors: list, warnings: list, extractor: bool = True) -> Suite | None:
     if not isinstance(data, dict):
         errors.append(((), "a suite file must be a mapping with name, dataset, budget and runs"))
         return None
@@ -245,6 +248,10 @@ def _validate(data: Any, reg: Registry, errors: list, warnings: list) -> Suite |
     if dataset_options is not None:
         check_shapes(runs, searched, dataset.name, reg.datasets[dataset.name].image_shape_of(dataset_options), reg,
                      errors)
+        if evaluation is not None and extractor:
+            needs = [*(metrics or ()), *evaluation.curve_metrics, *(s.metric for s in searches or ())]
+            _check_extractor(evaluation, [m for m in needs if m in reg.metrics and reg.metrics[m].uses_samples],
+                             dataset.name, reg, errors)
     if errors or top is None:
         return None
     return Suite(path="", name=top.name, description=top.description, dataset=dataset,
@@ -253,6 +260,37 @@ def _validate(data: Any, reg: Registry, errors: list, warnings: list) -> Suite |
                  save_models=top.save_models, runs=runs, evaluation=evaluation, report=report,
                  metric_options=metric_options, loggers=loggers, training=training, searches=searches,
                  trials=top.trials or 0, sampler=top.sampler, search_seed=top.search_seed)
+
+
+def suite_extractor(suite: Suite, reg: Registry) -> ExtractorSpec | None:
+    """The domain extractor the suite scores with: its pinned file, else its data set's."""
+    choice, cls = suite.evaluation.feature_extractor, reg.datasets[suite.dataset.name]
+    if isinstance(choice, ExtractorFile):
+        return choice.spec(cls.image_shape_of(suite.dataset_options)[0], len(cls.class_names) or 10)
+    return cls.extractor
+
+
+def no_extractor(dataset: str, metrics) -> str:
+    """Why a suite cannot score samples on ``dataset``, and the two ways out."""
+    return (f"metrics {', '.join(sorted(set(metrics)))} need a feature extractor, and data set '{dataset}' ships "
+            f"none: train one with `genbench extractor train SUITE --out FILE` and pin it here as "
+            f"feature_extractor: {{path: FILE, sha256: ...}} (the command prints the line), or set "
+            f"feature_extractor: inception with feature_extractor_weights_path: a local Inception weights file")
+
+
+def _check_extractor(evaluation: EvalOptions, metrics: list, dataset: str, reg: Registry, errors: list) -> None:
+    choice, where = evaluation.feature_extractor, ("evaluation", "feature_extractor")
+    if not metrics:
+        return
+    if isinstance(choice, ExtractorFile):
+        path = Path(choice.path)
+        if not path.is_file():
+            errors.append((where + ("path",), f"no such file {choice.path}; `genbench extractor train` writes one"))
+        elif (actual := file_sha256(path)) != choice.sha256:
+            errors.append((where + ("sha256",), f"{choice.path} has sha256 {actual}: not the pinned file (train "
+                           f"it again, or pin this one if you meant to change it)"))
+    elif choice == "domain" and reg.datasets[dataset].extractor is None:
+        errors.append((where, no_extractor(dataset, metrics)))
 
 
 def _build_part(cls, data: dict, key: str, errors: list):

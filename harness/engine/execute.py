@@ -18,6 +18,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
+from ..api.extractor import ExtractorFile
 from ..api.options import as_dict
 from ..results import files, record, schema
 from . import precision, snapshot
@@ -51,7 +52,11 @@ def seed_everything(seed: int) -> None:
 def load_run_data(suite: Suite, registry: Registry, device: torch.device, download: bool = False) -> DeviceData:
     """The suite's data, unchecked: in a worker process the driver has checked it already."""
     dataset = registry.datasets[suite.dataset.name](suite.dataset_options)
-    return prepare(dataset, suite.dataset, device, download=download and suite.dataset.download)
+    data = prepare(dataset, suite.dataset, device, download=download and suite.dataset.download)
+    pinned = suite.evaluation.feature_extractor
+    if isinstance(pinned, ExtractorFile):  # the suite's own extractor stands in for a shipped one
+        data = dataclasses.replace(data, extractor=pinned.spec(data.info.image_shape[0], data.info.num_classes))
+    return data
 
 
 def new_record(suite: Suite, run: RunSpec, run_id: str, data: DeviceData, device: torch.device) -> dict:

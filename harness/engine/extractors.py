@@ -9,6 +9,7 @@ rerun on the same machine and torch version writes the same bytes.
 
 from __future__ import annotations
 
+import dataclasses
 import tempfile
 import time
 from collections.abc import Callable
@@ -37,19 +38,22 @@ def shifted(x: torch.Tensor, generator: torch.Generator, pixels: int = 2) -> tor
     return padded[..., pixels + dy:pixels + dy + h, pixels + dx:pixels + dx + w]
 
 
-def train(registry: Registry, dataset: str, out: Path, epochs: int = 6, batch_size: int = 128,
-          subset: int | None = None, say: Callable[[str], None] = print) -> tuple[float, str]:
-    """Train the extractor of ``dataset`` on its train split; return (test accuracy, SHA-256)."""
-    if dataset not in registry.datasets:
+def train(registry: Registry, dataset: str | DatasetConfig, out: Path, epochs: int = 6, batch_size: int = 128,
+          subset: int | None = None, say: Callable[[str], None] = print, options=None) -> tuple[float, str]:
+    """Train the extractor of ``dataset`` (a name, or a suite's dataset section with its
+    ``options``) on its train split; return (test accuracy, SHA-256)."""
+    config = dataset if isinstance(dataset, DatasetConfig) else DatasetConfig(name=dataset)
+    if config.name not in registry.datasets:
         from ..errors import did_you_mean
 
-        raise UserError(f"data set '{dataset}' is not installed{did_you_mean(dataset, registry.datasets)}")
+        raise UserError(f"data set '{config.name}' is not installed{did_you_mean(config.name, registry.datasets)}")
+    if subset:
+        config = dataclasses.replace(config, subset=subset)
     torch.manual_seed(0)
     deterministic = torch.are_deterministic_algorithms_enabled()
     torch.use_deterministic_algorithms(True)
     try:
-        data = prepare(registry.datasets[dataset](), DatasetConfig(name=dataset, subset=subset),
-                       torch.device("cpu"), download=False)
+        data = prepare(registry.datasets[config.name](options), config, torch.device("cpu"), download=False)
         net = DomainNetV2(data.info.image_shape[0], data.info.num_classes)
         steps = epochs * -(-len(data.train) // batch_size)
         opt = torch.optim.AdamW(net.parameters(), lr=3e-3, weight_decay=1e-4)

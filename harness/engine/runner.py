@@ -17,7 +17,7 @@ from ..errors import UserError, shown
 from ..render import leaderboard, report
 from ..results import files, readback, record, store
 from . import parallel, precision, search, speed
-from .config import Suite, load_suite
+from .config import Suite, load_suite, no_extractor, suite_extractor
 from .data import DeviceData
 from .driver import Driver, report_step
 from .evaluate import check_metrics
@@ -147,13 +147,11 @@ def check_extractor(suite: Suite, registry: Registry, data: DeviceData, metrics=
     """Before anything trains: the sample metrics' feature extractor exists and is the pinned one."""
     metrics = suite.metrics if metrics is None else metrics
     names = [m for m in (*metrics, *suite.evaluation.curve_metrics) if registry.metrics[m].uses_samples]
-    if not names or suite.evaluation.feature_extractor != "domain":
+    if not names or suite.evaluation.feature_extractor == "inception":
         return
     spec = data.extractor
     if spec is None:
-        raise UserError(f"{suite.path}: metrics: {', '.join(sorted(set(names)))} need a feature extractor, and data set "
-                        f"'{suite.dataset.name}' ships none; train one with `genbench extractor train "
-                        f"{suite.dataset.name} --out FILE`, or use evaluation.feature_extractor: inception")
+        raise UserError(suite.where(("evaluation", "feature_extractor"), no_extractor(suite.dataset.name, names)))
     try:
         extractor.load(spec)
     except extractor.ExtractorMismatch as err:
@@ -188,7 +186,7 @@ def run_suite(suite: Suite, registry: Registry, out: Path, device_name: str = "a
     lock = files.FolderLock(out, "run", create=True).acquire()
     try:
         files.remove_stale_temporaries(out)
-        spec = registry.datasets[suite.dataset.name].extractor
+        spec = suite_extractor(suite, registry)
         records = record.read_records(out)
         resolved = check_out_dir(suite, out, resume, device, spec.sha256 if spec else None, records, registry)
         # A failed run is run again on --resume; a failed trial is not: it spent its

@@ -20,10 +20,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..api.dataset import IMAGE_SUFFIXES, DataError, image_files
 from ..errors import UserError
 from ..results import files
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 ARRAY_KEYS = ("samples", "images")  # what an .npz holding several arrays names its images
 SEED_NAME = re.compile(r"(?P<label>.+?)[-_]seed(?P<seed>\d{1,9})")
 
@@ -231,13 +231,10 @@ def _pt(path: Path) -> Tensor:
 
 
 def _folder(path: Path) -> list[Path]:
-    found, base = [], path.resolve()
-    for p in sorted(path.rglob("*")):
-        if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."):
-            if base not in p.resolve().parents:  # a link may not lead out of the folder
-                raise BadSamples(f"{p}: refused: it leads outside {path}")
-            if p.is_file():
-                found.append(p)
+    try:
+        found = image_files(path)
+    except DataError as err:
+        raise BadSamples(str(err)) from None
     if not found:
         raise BadSamples(f"{path}: no {', '.join(IMAGE_SUFFIXES)} images in the folder")
     return found

@@ -23,6 +23,7 @@ import yaml
 from torch import Tensor
 
 from ..api import fidelity, options as opt
+from ..api.extractor import ExtractorFile, file_sha256
 from ..api.metric import EvalContext, EvalOptions, Metric
 from ..api.model import Capability, DataInfo, Model, NoOptions
 from ..errors import UserError, did_you_mean
@@ -48,7 +49,7 @@ class Settings:
     split: str = "test"                  # test, or validation (10,000 training images held out)
     metrics: tuple[str, ...] = ()        # empty: every metric that needs only samples
     metric_options: dict = dataclasses.field(default_factory=dict)  # name -> {option: value}
-    extractor: str = "domain"            # domain or inception
+    extractor: str = "domain"            # domain, inception, or a trained extractor's weights file
     extractor_weights: str | None = None
     real_images: int | None = None       # score against only the first N reference images
     cache: bool = True
@@ -170,11 +171,20 @@ def load_reference(registry: Registry, settings: Settings, warnings: list[str]) 
     if settings.extractor == "inception" and not settings.extractor_weights:
         raise UserError(fidelity.INCEPTION_HELP.replace("set evaluation.feature_extractor_weights_path",
                                                         "pass --extractor-weights FILE"))
+    choice = settings.extractor
+    if choice not in ("domain", "inception"):
+        if not Path(choice).is_file():
+            raise UserError(f"--extractor {choice}: no such file; give domain, inception, or a weights file that "
+                            f"`genbench extractor train` wrote")
+        choice = ExtractorFile(choice, file_sha256(choice))
     data = reference_data(registry, settings)
-    if settings.extractor == "domain" and data.extractor is None:
-        raise UserError(f"data set '{settings.dataset}' ships no feature extractor; pass --extractor inception "
-                        f"--extractor-weights FILE, or train one with `genbench extractor train`")
-    options = EvalOptions(feature_extractor=settings.extractor, feature_extractor_weights_path=settings.extractor_weights)
+    if isinstance(choice, ExtractorFile):
+        data.extractor = choice.spec(data.info.image_shape[0], data.info.num_classes)
+    if choice == "domain" and data.extractor is None:
+        raise UserError(f"data set '{settings.dataset}' ships no feature extractor; train one with `genbench "
+                        f"extractor train {settings.dataset} --out FILE` and pass --extractor FILE, or pass "
+                        f"--extractor inception --extractor-weights FILE")
+    options = EvalOptions(feature_extractor=choice, feature_extractor_weights_path=settings.extractor_weights)
     ident = reference.identity(data, options)
     folder = reference.cache_root() / "reference" if settings.cache else None
     lazy = isinstance(data.train, reference.LazySplit)

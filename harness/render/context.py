@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import PurePath
+
 from ..results.store import Results
 from . import leaderboard
 
@@ -33,7 +35,11 @@ def context(results: Results) -> str:
         extractor = evaluation.get("feature_extractor", "domain")
         counts = sorted({(r.get("samples") or {}).get("count") for r in results.records} - {None}) or \
             [evaluation.get("num_samples", "?")]
-        parts.append(f"sample metrics on {'/'.join(map(str, counts))} samples in the feature space of "
-                     + ("the data set's shipped classifier (not comparable with Inception FID from papers)"
-                        if extractor == "domain" else "Inception-v3"))
+        if isinstance(extractor, dict):  # a file the suite pinned (escaped where the text lands)
+            space = f"the extractor {PurePath(str(extractor.get('path', '?'))).name} the suite pinned " \
+                    f"(sha256 {str(extractor.get('sha256', '?'))[:12]}...; not comparable with Inception FID)"
+        else:
+            space = ("the data set's shipped classifier (not comparable with Inception FID from papers)"
+                     if extractor == "domain" else "Inception-v3")
+        parts.append(f"sample metrics on {'/'.join(map(str, counts))} samples in the feature space of {space}")
     return "; ".join(parts) + "."
