@@ -137,7 +137,10 @@ def score_sets(samples: Sequence[Any], dataset: str, metrics: Sequence[str] | No
     Files named ``NAME-seed<k>`` are seed k of configuration NAME; ``group`` makes all
     sets seeds of one configuration. ``labels`` (a file, array or tensor: one class per
     sample) go to every set without labels of its own. ``options`` set metric options,
-    e.g. ``{"kid": {"subset_size": 500}}``. Nothing is written unless every set scores.
+    e.g. ``{"kid": {"subset_size": 500}}``. ``extractor`` is ``"domain"`` (the data
+    set's shipped extractor), ``"inception"`` (with ``extractor_weights``, a local file)
+    or the path of a file ``genbench extractor train`` wrote. Nothing is written unless
+    every set scores.
     """
     from .engine import samplefiles, score
 

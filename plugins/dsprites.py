@@ -35,7 +35,7 @@ import torch
 
 import genbench
 from genbench import Factor, option
-from genbench.api import CACHE_DIR, DataError
+from genbench.api import CACHE_DIR, DataError, ExtractorSpec
 
 SHAPES = ("square", "ellipse", "heart")
 GRID = (3, 6, 40, 32, 32)
@@ -185,6 +185,12 @@ class DSprites(genbench.Dataset):
 
 
 COLOUR_SEED, NOISE_SEED = 20190609, 20190610
+# Domain feature extractors (shape, 3 classes): `genbench extractor train NAME --set subset=N
+# --set test_size=2000 --set cache=false [--epochs 10] --out weights/NAME_v2.pt`, N = 10,000 for
+# color_dsprites (6 epochs) and 20,000 for noisy_dsprites (10 epochs); the hashes pin them.
+WEIGHTS = Path(__file__).parent / "weights"
+COLOR_SHA256 = "95182890f66a5dd0a9343d6c44637c19aaab3e2dc8643b98b89683f0d9a4164c"
+NOISY_SHA256 = "b9a26cf4edc7cacdf1f73cd22d0185b8283306bf842fb59d38b9279121d9d4d4"
 
 
 class Painted(DSprites):
@@ -209,6 +215,8 @@ class Painted(DSprites):
 class ColorDSprites(Painted):
     name = "color_dsprites"
     description = "dSprites with the sprite in a random colour (Locatello et al. 2019); same factors"
+    extractor = ExtractorSpec(WEIGHTS / "color_dsprites_v2.pt", COLOR_SHA256, num_classes=3, in_channels=3,
+                              architecture="v2")
 
     def painter(self, split, index):
         # One colour per grid image, so an image keeps its colour in every subset and split size.
@@ -220,6 +228,8 @@ class ColorDSprites(Painted):
 class NoisyDSprites(Painted):
     name = "noisy_dsprites"
     description = "dSprites, the white sprite over uniform noise (Locatello et al. 2019); same factors"
+    extractor = ExtractorSpec(WEIGHTS / "noisy_dsprites_v2.pt", NOISY_SHA256, num_classes=3, in_channels=3,
+                              architecture="v2")
 
     def painter(self, split, index):
         # drawn in order, so image k's noise never depends on the subset

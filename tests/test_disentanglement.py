@@ -126,6 +126,16 @@ def test_color_dsprites_paints_each_sprite_one_colour_from_half_to_full_brightne
     assert torch.equal(bigger.images[:600], colour.images)
 
 
+def test_the_colour_variants_ship_pinned_extractors_that_take_their_images():
+    from genbench.api import extractor
+
+    for cls in (ds.ColorDSprites, ds.NoisyDSprites):
+        net = extractor.load(cls.extractor)  # checks the file's SHA-256, channels and classes
+        images = cls(ds.DSpritesOptions(subset=20, test_size=20, cache=False)).load("test", None, False).images
+        features, logits = extractor.extract(net, images.float() / 255, 20)
+        assert features.shape == (20, 128) and logits.shape == (20, 3)
+
+
 def test_noisy_dsprites_puts_the_white_sprite_over_uniform_noise():
     options = ds.DSpritesOptions(subset=600, test_size=400, cache=False)
     grey = ds.DSprites(options).load("test", None, False)
