@@ -135,7 +135,7 @@ def test_extractor_train_works_on_a_colour_data_set_and_score_takes_its_file(tmp
 
 
 ALL_MODELS = """
-          - {model: ae, options: {hidden_dim: 32, latent_dim: 4}}
+          - {model: ae, options: {hidden_dims: [32], latent_dim: 4}}
           - {model: vae, options: {hidden_dim: 32, latent_dim: 4, decoder: logistic, iw_samples: 2}}
           - {model: beta_vae, options: {hidden_dim: 32, latent_dim: 4}}
           - {model: beta_tc_vae, options: {hidden_dim: 32, latent_dim: 4}}
@@ -160,7 +160,7 @@ def test_every_builtin_model_and_metric_runs_on_colour_images(write_suite, tmp_p
         dataset: {{name: color_shapes, options: {{train_size: 300, test_size: 120}}}}
         budget: {{steps: 2}}
         batch_size: 32
-        metrics: [{", ".join(METRICS)}]
+        metrics: [{", ".join(METRICS).replace("kid", "{name: kid, subset_size: 60}")}]
         evaluation: {{num_samples: 120}}
         runs:{ALL_MODELS}""")
     assert main(["run", str(suite), "--out", str(tmp_path / "out")]) == 0
@@ -174,9 +174,10 @@ def test_every_builtin_model_and_metric_runs_on_colour_images(write_suite, tmp_p
                 assert r["metrics"][name] is not None, (r["label"], name, r.get("metric_errors"))
     flow = next(r for r in records if r["model"] == "flow")  # bits per dimension count C x H x W dimensions
     assert flow["metrics"]["bpd"] == pytest.approx(flow["metrics"]["nll"] / (3 * 32 * 32 * np.log(2)), rel=1e-6)
-    grid = Image.open(next((tmp_path / "out" / "runs").glob("dcgan*")) / "samples.png").convert("RGB")
+    # the figures draw colour in colour: the test images' row of the reconstruction grid
+    grid = Image.open(next((tmp_path / "out" / "runs").glob("conv_vae*")) / "reconstructions.png").convert("RGB")
     pixels = np.asarray(grid).astype(int)
-    assert np.abs(pixels[..., 0] - pixels[..., 2]).max() > 30  # drawn in colour, not grey
+    assert np.abs(pixels[..., 0] - pixels[..., 2]).max() > 100
 
 
 def genbench_cap(value):

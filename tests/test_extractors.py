@@ -63,7 +63,8 @@ def test_torch_fidelity_uses_the_shipped_extractors_after_one_call(data_root):
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     names, values = proc.stdout.strip().splitlines()[-2:]
-    assert names == "['genbench-fashion_mnist_v2', 'genbench-mnist_v2']"
+    assert names == ("['genbench-color_dsprites_v2', 'genbench-color_shapes_v2', 'genbench-fashion_mnist_v2', "
+                     "'genbench-mnist_v2', 'genbench-noisy_dsprites_v2']")
     theirs, ours = map(float, values.split())
     assert abs(theirs - ours) <= 1e-3 * ours and ours > 0
 
